@@ -1,0 +1,114 @@
+"""cottoncandy: sugar for S3.
+
+numpy arrays on S3-compatible storage (or a local directory), read and
+written from Python, and a FUSE mount that shows them as ``.npy`` files.
+Importing the package reads no file, opens no connection and prints nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import (
+    AccessDeniedError,
+    ArrayFormatError,
+    BucketNotFoundError,
+    CottonCandyError,
+    InvalidKeyError,
+    ObjectNotFoundError,
+    StorageError,
+    UnknownCodecError,
+    UnsupportedArrayError,
+)
+
+__version__ = "1.0.0.dev0"
+
+__all__ = [
+    "get_interface",
+    "get_browser",
+    "Interface",
+    "CottonCandyError",
+    "ObjectNotFoundError",
+    "BucketNotFoundError",
+    "AccessDeniedError",
+    "InvalidKeyError",
+    "ArrayFormatError",
+    "UnknownCodecError",
+    "UnsupportedArrayError",
+    "StorageError",
+]
+
+
+def get_interface(
+    bucket_name: str | None = None,
+    ACCESS_KEY: str | None = None,
+    SECRET_KEY: str | None = None,
+    endpoint_url: str | None = None,
+    force_bucket_creation: bool = False,
+    verbose: bool = True,
+    backend: str = "s3",
+    progress: Any = False,
+    **botocore_kwargs: Any,
+) -> "Interface":
+    """Return an :class:`Interface` to a bucket.
+
+    Parameters
+    ----------
+    bucket_name : str, optional
+        S3 bucket name, or the directory for ``backend='local'``. Defaults to
+        ``CC_DEFAULT_BUCKET`` or the config file's ``default_bucket``.
+    ACCESS_KEY, SECRET_KEY : str, optional
+        S3 credentials. When not given: ``CC_ACCESS_KEY``/``CC_SECRET_KEY``,
+        then ``~/.config/cottoncandy/options.cfg``, then boto3's own chain
+        (``AWS_ACCESS_KEY_ID``..., profiles). A value of ``False`` means "not given".
+    endpoint_url : str, optional
+        S3 endpoint (MinIO, Ceph, Wasabi...); ``CC_ENDPOINT_URL`` otherwise; AWS by default.
+    force_bucket_creation : bool
+        Create the bucket if it does not exist.
+    verbose : bool
+        Log the connection at INFO level (0.4.0 printed it).
+    backend : {'s3', 'local'}
+    progress : bool or callable
+        Show progress of big transfers (``True``: tqdm bar).
+    **botocore_kwargs
+        Transfer and retry settings: ``max_concurrency``, ``part_size``,
+        ``multipart_threshold``, ``max_attempts``, ``retry_mode``,
+        ``connect_timeout``, ``read_timeout``, ``max_pool_connections``.
+
+    Returns
+    -------
+    Interface
+    """
+    import logging
+
+    from .interface import Interface, make_backend
+
+    store = make_backend(
+        bucket_name,
+        backend,
+        access_key=ACCESS_KEY or None,
+        secret_key=SECRET_KEY or None,
+        endpoint_url=endpoint_url or None,
+        force_bucket_creation=force_bucket_creation,
+        **botocore_kwargs,
+    )
+    interface = Interface(store, progress=progress)
+    if verbose:
+        logging.getLogger(__name__).info("cottoncandy: using %r", store)
+    return interface
+
+
+def get_browser(bucket_name: str | None = None, ACCESS_KEY: str | None = None, SECRET_KEY: str | None = None,
+                endpoint_url: str | None = None, backend: str = "s3", **kwargs: Any):
+    """Return a tab-completion browser over a bucket (see :meth:`Interface.get_browser`)."""
+    interface = get_interface(bucket_name, ACCESS_KEY, SECRET_KEY, endpoint_url, verbose=False,
+                              backend=backend, **kwargs)
+    return interface.get_browser()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Interface":
+        from .interface import Interface
+
+        return Interface
+    raise AttributeError(f"module 'cottoncandy' has no attribute {name!r}")

@@ -1,0 +1,93 @@
+"""Moving raw and ``.npy`` arrays between numpy and a backend.
+
+Uncompressed raw arrays never pass through an intermediate buffer: uploads
+hand the array's own memory to the backend, downloads have the backend fill
+the destination array in place with parallel ranged GETs.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+
+from .arrays import byte_view, decode_array_into, empty_for, encode_array
+from .backends.base import StorageBackend
+from .codecs import DEFAULT_COMPRESSION
+from .errors import ArrayFormatError
+from .metadata import ArrayMeta
+from .progress import ProgressArg, progress_callback
+
+logger = logging.getLogger(__name__)
+
+RESERVED_METADATA = frozenset({"dtype", "shape", "compression", "order", "gzip"})
+
+
+def _compression_choice(compression: str | bool | None) -> str | None:
+    if compression is True:
+        return DEFAULT_COMPRESSION
+    if compression is False or compression is None:
+        return None
+    return compression
+
+
+def upload_raw(backend: StorageBackend, key: str, array: Any, compression: str | bool | None,
+               metadata: Mapping[str, str], progress: ProgressArg) -> None:
+    """Encode ``array`` and write it under ``key`` with its array metadata."""
+    clash = RESERVED_METADATA & {k.lower() for k in metadata}
+    if clash:
+        raise ValueError(f"metadata names {sorted(clash)} are reserved for the array description")
+    body, array_meta = encode_array(array, _compression_choice(compression), key)
+    nbytes = memoryview(body).nbytes
+    with progress_callback(progress, nbytes, f"upload {key}") as callback:
+        backend.write(key, body, {**metadata, **array_meta}, callback)
+
+
+def download_raw(backend: StorageBackend, key: str, progress: ProgressArg) -> np.ndarray:
+    """Read the raw array stored under ``key``.
+
+    Raises
+    ------
+    ObjectNotFoundError
+        No such object.
+    ArrayFormatError
+        Missing or corrupt metadata, or a body whose size does not match it.
+    UnknownCodecError
+        The codec named in the metadata is not available.
+    """
+    info = backend.head(key)
+    meta = ArrayMeta.from_metadata(info.metadata or {}, key)
+    out = empty_for(meta)
+    with progress_callback(progress, info.size, f"download {key}") as callback:
+        if meta.compression is None:
+            if info.size != meta.nbytes:
+                raise ArrayFormatError(
+                    f"{key}: body has {info.size} bytes but shape {meta.shape} of {meta.dtype} "
+                    f"needs {meta.nbytes}", key)
+            if meta.nbytes:
+                backend.read_into(key, byte_view(out), 0, etag=info.etag, progress=callback)
+        else:
+            body = bytearray(info.size)
+            if info.size:
+                backend.read_into(key, memoryview(body), 0, etag=info.etag, progress=callback)
+            decode_array_into(body, out, meta, key)
+    return out
+
+
+def upload_npy(backend: StorageBackend, key: str, array: Any, metadata: Mapping[str, str]) -> None:
+    """Write ``array`` in ``.npy`` format (no array metadata, as 0.4.0 does)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    backend.write(key, buffer.getbuffer(), dict(metadata))
+
+
+def download_npy(backend: StorageBackend, key: str) -> np.ndarray:
+    """Read an array stored in ``.npy`` format (pickled object arrays are refused)."""
+    from .objectio import read_body
+
+    try:
+        return np.load(io.BytesIO(read_body(backend, key)), allow_pickle=False)
+    except ValueError as exc:
+        raise ArrayFormatError(f"{key}: not a valid .npy object ({exc})", key) from exc

@@ -1,0 +1,149 @@
+"""Array metadata: the ``dtype``/``shape``/``compression``/``order`` contract.
+
+This module parses the user metadata a raw array carries (case-insensitively,
+as servers capitalise keys) into an :class:`ArrayMeta` and writes it back in
+the exact form cottoncandy 0.4.0 reads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from .errors import ArrayFormatError, UnsupportedArrayError
+
+#: Largest array body we accept from metadata; beyond this the shape is nonsense.
+MAX_ARRAY_BYTES = 1 << 50
+MAX_NDIM = 64
+
+
+def normalize_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """Return user metadata with lower-cased keys and ``str`` values."""
+    if not metadata:
+        return {}
+    return {str(k).lower(): str(v) for k, v in metadata.items()}
+
+
+def is_array_metadata(metadata: Mapping[str, str] | None) -> bool:
+    """Tell whether user metadata marks a raw array (has ``dtype`` and ``shape``)."""
+    meta = normalize_metadata(metadata)
+    return "dtype" in meta and "shape" in meta
+
+
+def parse_dtype(text: str, key: str | None = None) -> np.dtype:
+    """Parse a stored dtype string (``<f8``, ``>i2``, ``|b1``, ``<U5``), refusing object dtypes."""
+    try:
+        dtype = np.dtype(text)
+    except (TypeError, ValueError, SyntaxError) as exc:
+        raise ArrayFormatError(f"{key}: invalid dtype {text!r} in metadata", key) from exc
+    if dtype.hasobject:
+        raise ArrayFormatError(f"{key}: object dtype {text!r} cannot be stored", key)
+    if dtype.itemsize == 0 and dtype.kind != "V":  # numpy turns 'U0'/'S0' into 'U1'/'S1'
+        raise ArrayFormatError(f"{key}: dtype {text!r} has no size", key)
+    return dtype
+
+
+def parse_shape(text: str, key: str | None = None) -> tuple[int, ...]:
+    """Parse a stored shape (``'4,5,6'``; ``''`` for 0-d)."""
+    text = text.strip().strip("()[]").replace(" ", "")
+    if not text:
+        return ()
+    parts = [p for p in text.split(",")]
+    if parts and parts[-1] == "":  # '10,' as str(tuple) would leave it
+        parts.pop()
+    if len(parts) > MAX_NDIM:
+        raise ArrayFormatError(f"{key}: shape {text!r} has more than {MAX_NDIM} dimensions", key)
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError as exc:
+        raise ArrayFormatError(f"{key}: invalid shape {text!r} in metadata", key) from exc
+    if any(n < 0 for n in shape):
+        raise ArrayFormatError(f"{key}: negative dimension in shape {text!r}", key)
+    return shape
+
+
+def _parse_compression(meta: Mapping[str, str], key: str | None) -> str | None:
+    if "gzip" in meta:  # legacy objects: the flag wins over 'compression'
+        flag = meta["gzip"].strip().lower()
+        if flag in ("true", "1"):
+            return "gzip"
+        if flag in ("false", "0", "none", ""):
+            return None
+        raise ArrayFormatError(f"{key}: invalid legacy gzip flag {meta['gzip']!r}", key)
+    value = meta.get("compression", "False").strip()
+    if value.lower() in ("false", "none", "", "0"):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class ArrayMeta:
+    """What the metadata of a raw array says.
+
+    Attributes
+    ----------
+    dtype : numpy.dtype
+    shape : tuple of int
+    compression : str or None
+        ``None`` for an uncompressed body, ``'gzip'``, or a numcodecs codec id
+        as stored (``'Zstd'``, ``'LZ4'``...).
+    order : {'C', 'F'}
+        Memory order of the bytes in the (decoded) body.
+    """
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    compression: str | None = None
+    order: str = "C"
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the decoded array data in bytes."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], key: str | None = None) -> "ArrayMeta":
+        """Parse user metadata (any key case) into an :class:`ArrayMeta`.
+
+        Raises
+        ------
+        ArrayFormatError
+            When ``dtype`` or ``shape`` is missing or invalid, ``order`` is
+            neither C nor F, or the shape's byte size is absurd.
+        """
+        meta = normalize_metadata(metadata)
+        if "dtype" not in meta or "shape" not in meta:
+            raise ArrayFormatError(f"{key}: not a cottoncandy array (no dtype/shape metadata)", key)
+        dtype = parse_dtype(meta["dtype"], key)
+        shape = parse_shape(meta["shape"], key)
+        order = meta.get("order", "C").strip().upper() or "C"
+        if order not in ("C", "F"):
+            raise ArrayFormatError(f"{key}: invalid order {meta['order']!r} in metadata", key)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > MAX_ARRAY_BYTES:
+            raise ArrayFormatError(f"{key}: shape {shape} of {dtype} is too large ({nbytes} bytes)", key)
+        return cls(dtype=dtype, shape=shape, compression=_parse_compression(meta, key), order=order)
+
+    @classmethod
+    def for_array(cls, arr: np.ndarray, compression: str | None = None) -> "ArrayMeta":
+        """Describe ``arr`` as it will be written (always C order)."""
+        if arr.dtype.hasobject:
+            raise UnsupportedArrayError(f"arrays of dtype {arr.dtype} (Python objects) cannot be stored")
+        return cls(dtype=arr.dtype, shape=tuple(arr.shape), compression=compression, order="C")
+
+    def to_metadata(self) -> dict[str, str]:
+        """User metadata in the form cottoncandy 0.4.0 writes and reads."""
+        return {
+            "dtype": self.dtype.str,
+            "shape": ",".join(str(n) for n in self.shape),
+            "compression": self.compression if self.compression else "False",
+            "order": self.order,
+        }
