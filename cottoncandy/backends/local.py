@@ -247,6 +247,7 @@ class LocalBackend(StorageBackend):
                     objects.append(self._info(key, Path(entry.path), with_metadata=False))
                 except ObjectNotFoundError:
                     continue
+        prefixes.sort()  # S3 order: 'p.grp/' < 'p/' because '.' < '/'
         return Listing(objects, prefixes)
 
     # -- buckets -----------------------------------------------------------
@@ -272,7 +273,8 @@ class LocalBackend(StorageBackend):
             raise StorageError(f"bucket {path} is not empty", str(path)) from exc
 
     def list_buckets(self) -> list[str]:
-        return sorted(str(p) for p in self.root.parent.iterdir() if p.is_dir())
+        # Sibling directories are the other buckets; their names open them with with_bucket().
+        return sorted(p.name for p in self.root.parent.iterdir() if p.is_dir())
 
     def with_bucket(self, name: str) -> "LocalBackend":
         return LocalBackend(self._bucket_path(name))

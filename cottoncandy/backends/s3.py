@@ -1,0 +1,468 @@
+"""S3 storage backend (boto3), for AWS and S3-compatible servers.
+
+The only module that imports boto3. Big reads are parallel ranged GETs that
+stream straight into the caller's buffer; big writes are parallel multipart
+uploads from memory slices, aborted on any failure so that no partial object
+ever appears and the previous version stays intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import BinaryIO, Iterator, Mapping, Sequence
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..config import Credentials, S3Settings, is_aws_endpoint
+from ..errors import ArrayFormatError, ObjectNotFoundError, StorageError
+from ..metadata import normalize_metadata
+from .base import Listing, ObjectInfo, ProgressCallback, StorageBackend
+from .s3errors import translate_error
+from .s3parts import Chunks, iter_parts, raise_first, read_full, wait_all
+
+logger = logging.getLogger(__name__)
+
+#: Bytes copied per ``readinto`` call while streaming a response body.
+STREAM_CHUNK = 1 << 20
+MAX_PARTS = 10_000
+DELETE_BATCH = 1000
+_client_lock = threading.Lock()
+_session = None
+
+
+def make_client(credentials: Credentials | None = None, settings: S3Settings | None = None):
+    """Create a boto3 S3 client (thread-safe; share it between threads).
+
+    Parameters
+    ----------
+    credentials : Credentials, optional
+        Resolved values (see :func:`cottoncandy.config.resolve_credentials`);
+        ``None`` fields are left to boto3's own chain.
+    settings : S3Settings, optional
+        Retries, timeouts and pool size.
+    """
+    credentials = credentials or Credentials()
+    settings = settings or S3Settings()
+    aws = is_aws_endpoint(credentials.endpoint_url)
+    options: dict = dict(
+        signature_version="s3v4",
+        retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        max_pool_connections=settings.pool_size,
+    )
+    if not aws:
+        options["s3"] = {"addressing_style": "path"}
+        options["request_checksum_calculation"] = "when_required"
+        options["response_checksum_validation"] = "when_required"
+    explicit = credentials.access_key is not None and credentials.secret_key is not None
+    with _client_lock:  # boto3 sessions are not thread-safe: create clients under a lock
+        session = _shared_session() if explicit else boto3.session.Session()
+        region = session.region_name or (None if aws else "us-east-1")
+        return session.client(
+            "s3",
+            endpoint_url=credentials.endpoint_url,
+            region_name=region,
+            aws_access_key_id=credentials.access_key,
+            aws_secret_access_key=credentials.secret_key,
+            config=Config(**options),
+        )
+
+
+def _shared_session():
+    """One boto3 session reused for clients with explicit keys (saves ~0.2 s per client).
+
+    Clients without explicit keys get a fresh session so that boto3 resolves
+    the current ``AWS_*`` environment and profiles each time.
+    """
+    global _session
+    if _session is None:
+        _session = boto3.session.Session()
+    return _session
+
+
+class S3Backend(StorageBackend):
+    """A bucket on AWS S3 or an S3-compatible server.
+
+    Parameters
+    ----------
+    bucket : str
+        The bucket this backend serves.
+    credentials : Credentials, optional
+        Already resolved credentials and endpoint.
+    settings : S3Settings, optional
+        Transfer and client tuning.
+    client : botocore client, optional
+        Share an existing client (e.g. between backends of several buckets);
+        a new one is created otherwise. Clients are thread-safe.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        credentials: Credentials | None = None,
+        settings: S3Settings | None = None,
+        client=None,
+    ) -> None:
+        self.bucket = bucket
+        self.credentials = credentials or Credentials()
+        self.settings = settings or S3Settings()
+        self._owns_client = client is None
+        self.client = client if client is not None else make_client(self.credentials, self.settings)
+
+    def __repr__(self) -> str:
+        return f"S3Backend(bucket={self.bucket!r}, endpoint_url={self.credentials.endpoint_url!r})"
+
+    def __getstate__(self) -> dict:
+        # botocore clients do not pickle: ship credentials and settings, reconnect on arrival
+        # (dask sends backends to workers).
+        state = self.__dict__.copy()
+        state["client"] = None
+        state["_owns_client"] = True
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.client = make_client(self.credentials, self.settings)
+
+    def new_client(self):
+        """A fresh client with the same credentials and settings (e.g. one per process or thread)."""
+        return make_client(self.credentials, self.settings)
+
+    def with_bucket(self, name: str) -> "S3Backend":
+        """A backend for another bucket sharing this one's client and settings."""
+        return S3Backend(name, self.credentials, self.settings, client=self.client)
+
+    def close(self) -> None:
+        """Close the HTTP connections of the client if this backend created it."""
+        if self._owns_client:
+            self.client.close()
+
+    # -- errors -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _errors(self, operation: str, key: str | None = None, bucket: str | None = None):
+        try:
+            yield
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_error(
+                exc,
+                operation=operation,
+                bucket=bucket or self.bucket,
+                key=key,
+                endpoint_url=self.credentials.endpoint_url,
+                secrets=(self.credentials.secret_key, self.credentials.access_key),
+            ) from exc
+
+    def _check_etag(self, key: str, expected: str | None, got: str | None) -> None:
+        # Some servers (rclone) ignore If-Match: compare the ETag we got as well.
+        if expected is not None and got is not None and got.strip('"') != expected.strip('"'):
+            raise ObjectNotFoundError(f"GET s3://{self.bucket}/{key}: the object changed while being read", key)
+
+    # -- reading ------------------------------------------------------------
+    def head(self, key: str) -> ObjectInfo:
+        """Return size, ETag and lower-cased user metadata of ``key``."""
+        with self._errors("HEAD", key):
+            resp = self.client.head_object(Bucket=self.bucket, Key=key)
+        return self._info(key, resp)
+
+    @staticmethod
+    def _info(key: str, resp: Mapping) -> ObjectInfo:
+        modified = resp.get("LastModified")
+        return ObjectInfo(
+            key=key,
+            size=int(resp.get("ContentLength", resp.get("Size", 0))),
+            etag=_quote_etag(resp.get("ETag", "")),
+            last_modified=modified.timestamp() if modified is not None else 0.0,
+            metadata=normalize_metadata(resp.get("Metadata")) if "Metadata" in resp else None,
+        )
+
+    def _get(self, key: str, start: int, end: int, etag: str | None) -> dict:
+        kwargs = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
+        if etag is not None:
+            kwargs["IfMatch"] = etag
+        with self._errors("GET", key):
+            resp = self.client.get_object(**kwargs)
+        self._check_etag(key, etag, resp.get("ETag"))
+        return resp
+
+    def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """Return body bytes ``[start, end)``, short only at the end of the body."""
+        if start < 0 or end < start:
+            raise ValueError(f"invalid byte range [{start}, {end}) for {key!r}")
+        if end == start:
+            return b""
+        try:
+            resp = self._get(key, start, end, etag)
+        except StorageError as exc:
+            if _invalid_range(exc):
+                return b""  # start at or past the end of the body
+            raise
+        with self._errors("GET", key):
+            return resp["Body"].read()
+
+    def read_into(
+        self,
+        key: str,
+        buffer: memoryview,
+        start: int = 0,
+        etag: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        """Fill ``buffer`` with the body from ``start`` using parallel ranged GETs.
+
+        The first part's response fixes the ETag the other parts must match, so
+        a body replaced during the read raises ``ObjectNotFoundError`` instead of
+        mixing versions. Raises ``ArrayFormatError`` if the body is too short.
+        """
+        view = memoryview(buffer).cast("B")
+        if view.readonly:
+            raise ValueError("read_into needs a writable buffer")
+        size = view.nbytes
+        if size == 0:
+            return
+        part = self.settings.part_size
+        offsets = list(range(0, size, part))
+        known = threading.Event()  # set once the ETag all parts must match is known
+        state: dict = {"etag": etag, "known": known}
+        if etag is not None:
+            known.set()
+
+        def fetch(offset: int) -> None:
+            length = min(part, size - offset)
+            if offset:
+                known.wait()
+                if state.get("cancel"):
+                    return
+            try:
+                resp = self._get(key, start + offset, start + offset + length, state["etag"])
+            except StorageError as exc:
+                if not offset:
+                    state["cancel"] = True
+                    known.set()
+                if _invalid_range(exc):
+                    raise ArrayFormatError(
+                        f"{key}: body ends before byte {start + offset + 1} (expected {start + size} bytes)", key
+                    ) from exc
+                raise
+            if not offset and not known.is_set():
+                state["etag"] = resp.get("ETag")
+                known.set()
+            self._stream_into(key, resp["Body"], view[offset : offset + length], start + offset, state, progress)
+
+        if len(offsets) == 1:
+            fetch(0)
+            return
+        with ThreadPoolExecutor(min(self.settings.max_concurrency, len(offsets)), "cc-s3-get") as pool:
+            futures = [pool.submit(fetch, offset) for offset in offsets]
+            wait_all(futures, state)
+
+    def _stream_into(self, key, body, target: memoryview, position: int, state: dict, progress) -> None:
+        done, total = 0, target.nbytes
+        try:
+            with self._errors("GET", key):
+                while done < total:
+                    if state.get("cancel"):
+                        return
+                    n = body.readinto(target[done : done + STREAM_CHUNK])
+                    if not n:
+                        break
+                    done += n
+                    if progress is not None:
+                        progress(n)
+        finally:
+            body.close()
+        if done < total:
+            raise ArrayFormatError(
+                f"{key}: body ends at byte {position + done}, expected at least {position + total} bytes", key
+            )
+
+    def open_stream(self, key: str) -> tuple[BinaryIO, ObjectInfo]:
+        """Open the whole body for sequential reading; the caller closes it."""
+        with self._errors("GET", key):
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+        return resp["Body"], self._info(key, resp)
+
+    # -- writing ------------------------------------------------------------
+    def write(
+        self,
+        key: str,
+        body: bytes | memoryview | Sequence[memoryview] | BinaryIO,
+        metadata: Mapping[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        """Store ``body`` under ``key``: one PUT when small, else a parallel multipart upload."""
+        meta = {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
+        threshold = max(self.settings.multipart_threshold, 1)
+        if hasattr(body, "read"):
+            head = read_full(body, threshold)
+            if len(head) < threshold:
+                self._put(key, head, meta, progress)
+            else:
+                self._multipart(key, meta, progress, head=head, stream=body)
+            return
+        try:
+            single = memoryview(body)  # any buffer: bytes, bytearray, numpy array...
+        except TypeError:
+            chunks = Chunks(body)  # a sequence of buffers
+        else:
+            chunks = Chunks([single])
+        if chunks.size < threshold:
+            self._put(key, bytes(chunks.slice(0, chunks.size)), meta, progress)
+        else:
+            self._multipart(key, meta, progress, chunks=chunks)
+
+    def _put(self, key: str, data: bytes, meta: dict, progress) -> None:
+        with self._errors("PUT", key):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), Metadata=meta)
+        if progress is not None and data:
+            progress(len(data))
+
+    def _part_size(self, total: int | None) -> int:
+        part = self.settings.part_size
+        if total is not None and total > part * MAX_PARTS:
+            part = -(-total // MAX_PARTS)
+            part = -(-part // (1 << 20)) << 20
+        return part
+
+    def _multipart(self, key, meta, progress, chunks: Chunks | None = None, head=b"", stream=None) -> None:
+        part = self._part_size(chunks.size if chunks is not None else None)
+        with self._errors("multipart upload start", key):
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=meta)["UploadId"]
+        state: dict = {}
+        etags: dict[int, str] = {}
+        pool = ThreadPoolExecutor(self.settings.max_concurrency, "cc-s3-put")
+
+        def upload(number: int, data) -> None:
+            if state.get("cancel"):
+                return
+            with self._errors(f"upload part {number} of", key):
+                resp = self.client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(data)
+                )
+            etags[number] = resp["ETag"]
+            if progress is not None:
+                progress(len(data))
+
+        try:
+            futures: list[Future] = []
+            for number, data in enumerate(iter_parts(chunks, head, stream, part), start=1):
+                if number > MAX_PARTS:
+                    raise StorageError(f"{key}: body needs more than {MAX_PARTS} parts of {part} bytes", key)
+                while True:  # at most max_concurrency parts in flight: bounds the memory held
+                    raise_first(futures)
+                    futures = [f for f in futures if not f.done()]
+                    if len(futures) < self.settings.max_concurrency:
+                        break
+                    wait(futures, return_when=FIRST_COMPLETED)
+                futures.append(pool.submit(upload, number, data))
+            wait_all(futures, state)
+            parts = [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]
+            with self._errors("multipart upload complete", key):
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+        except BaseException:
+            state["cancel"] = True
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._abort(key, upload_id)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("could not abort multipart upload of s3://%s/%s: %s", self.bucket, key, type(exc).__name__)
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete objects in batches of 1000; missing keys are ignored."""
+        keys = list(dict.fromkeys(keys))
+        for i in range(0, len(keys), DELETE_BATCH):
+            batch = keys[i : i + DELETE_BATCH]
+            with self._errors("DELETE", batch[0]):
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                )
+            errors = [e for e in resp.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                first = errors[0]
+                raise StorageError(
+                    f"DELETE s3://{self.bucket}/{first.get('Key')} failed: {first.get('Code')} "
+                    f"({len(errors)} of {len(batch)} keys not deleted)",
+                    first.get("Key"),
+                )
+
+    def copy(self, src: str, dst: str) -> None:
+        """Server-side copy of ``src`` to ``dst`` with its metadata."""
+        with self._errors(f"COPY to {dst!r} from", src):
+            self.client.copy_object(
+                Bucket=self.bucket, Key=dst, CopySource={"Bucket": self.bucket, "Key": src}, MetadataDirective="COPY"
+            )
+
+    # -- listing ------------------------------------------------------------
+    def _pages(self, **kwargs) -> Iterator[dict]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._errors("LIST", kwargs.get("Prefix", "")):
+            yield from paginator.paginate(Bucket=self.bucket, **kwargs)
+
+    def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield every object whose key starts with ``prefix``, sorted by key."""
+        for page in self._pages(Prefix=prefix):  # S3 lists in UTF-8 binary = code point order
+            for obj in page.get("Contents", []):
+                yield self._info(obj["Key"], obj)
+
+    def list_dir(self, prefix: str = "") -> Listing:
+        """One ``/``-delimited level under ``prefix``: objects and sub-prefixes, sorted."""
+        objects, prefixes = [], []
+        for page in self._pages(Prefix=prefix, Delimiter="/"):
+            objects.extend(self._info(o["Key"], o) for o in page.get("Contents", []) if o["Key"] != prefix)
+            prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+        return Listing(objects=sorted(objects, key=lambda o: o.key), prefixes=sorted(set(prefixes)))
+
+    # -- buckets ------------------------------------------------------------
+    def exists_bucket(self, name: str | None = None) -> bool:
+        """Tell whether bucket ``name`` (default: this one) exists."""
+        name = name or self.bucket
+        try:
+            with self._errors("HEAD", bucket=name):
+                self.client.head_bucket(Bucket=name)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def create_bucket(self, name: str) -> None:
+        """Create bucket ``name`` (in the client's region on AWS)."""
+        kwargs: dict = {"Bucket": name}
+        region = self.client.meta.region_name
+        if is_aws_endpoint(self.credentials.endpoint_url) and region and region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        with self._errors("create", bucket=name):
+            self.client.create_bucket(**kwargs)
+
+    def remove_bucket(self, name: str) -> None:
+        """Remove the empty bucket ``name``."""
+        with self._errors("remove", bucket=name):
+            self.client.delete_bucket(Bucket=name)
+
+    def list_buckets(self) -> list[str]:
+        """Names of all buckets the credentials can see, sorted."""
+        with self._errors("list buckets", bucket=""):
+            resp = self.client.list_buckets()
+        return sorted(b["Name"] for b in resp.get("Buckets", []))
+
+
+def _invalid_range(exc: StorageError) -> bool:
+    """Tell whether a translated error was a 416 (range starts past the end of the body)."""
+    cause = exc.__cause__
+    return isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == "InvalidRange"
+
+
+def _quote_etag(etag: str) -> str:
+    """ETags in one form, quoted (some servers leave the quotes out of listings)."""
+    return f'"{etag.strip(chr(34))}"' if etag else ""

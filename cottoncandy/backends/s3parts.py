@@ -1,0 +1,102 @@
+"""Helpers of the S3 backend's parallel transfers: body slicing, part iteration, futures.
+
+Kept free of boto3 so they can be tested and reused on their own.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
+from typing import BinaryIO, Iterator, Sequence
+
+
+class Chunks:
+    """A body given as bytes-like chunks, addressed as one contiguous range of bytes.
+
+    Parameters
+    ----------
+    chunks : sequence of bytes-like
+        C-contiguous buffers (bytes, memoryview, numpy arrays...), in order.
+    """
+
+    def __init__(self, chunks: Sequence) -> None:
+        views = (memoryview(c).cast("B") for c in chunks)
+        self.views: list[memoryview] = [v for v in views if v.nbytes]
+        self.starts: list[int] = []
+        total = 0
+        for view in self.views:
+            self.starts.append(total)
+            total += view.nbytes
+        self.size = total
+
+    def slice(self, start: int, length: int) -> bytes | memoryview:
+        """Bytes ``[start, start+length)``: a view when inside one chunk, else one copy."""
+        pieces = []
+        for view, first in zip(self.views, self.starts, strict=True):
+            lo, hi = max(start, first), min(start + length, first + view.nbytes)
+            if lo < hi:
+                pieces.append(view[lo - first : hi - first])
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def read_full(stream: BinaryIO, n: int) -> bytes:
+    """Read up to ``n`` bytes, looping over short reads; fewer only at end of stream."""
+    pieces, got = [], 0
+    while got < n:
+        data = stream.read(n - got)
+        if not data:
+            break
+        pieces.append(data)
+        got += len(data)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def iter_parts(
+    chunks: Chunks | None, head: bytes, stream: BinaryIO | None, part: int
+) -> Iterator[bytes | memoryview]:
+    """Yield the bodies of successive parts of ``part`` bytes (the last may be shorter).
+
+    From ``chunks`` when given (views, copied only across chunk boundaries),
+    else ``head`` followed by what ``stream`` yields.
+    """
+    if chunks is not None:
+        for offset in range(0, chunks.size, part):
+            yield chunks.slice(offset, min(part, chunks.size - offset))
+        return
+    buffered = memoryview(head)
+    while True:
+        while buffered.nbytes >= part:
+            yield buffered[:part]
+            buffered = buffered[part:]
+        more = read_full(stream, part - buffered.nbytes)
+        if not more:
+            break
+        buffered = memoryview(bytes(buffered) + more) if buffered.nbytes else memoryview(more)
+    if buffered.nbytes:
+        yield buffered
+
+
+def raise_first(futures: list[Future]) -> None:
+    """Raise the exception of the first finished future that failed, if any."""
+    for future in futures:
+        if future.done() and not future.cancelled():
+            error = future.exception()
+            if error is not None:
+                raise error
+
+
+def wait_all(futures: list[Future], state: dict) -> None:
+    """Wait for all futures; on the first failure (or an interrupt) stop the others and raise.
+
+    ``state['cancel']`` is set for workers to notice between chunks, and the
+    event ``state['known']`` (if any) is set so that no worker waits forever.
+    """
+    try:
+        wait(futures, return_when=FIRST_EXCEPTION)
+        raise_first(futures)
+    except BaseException:
+        state["cancel"] = True
+        if "known" in state:
+            state["known"].set()
+        for future in futures:
+            future.cancel()
+        raise
