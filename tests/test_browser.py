@@ -103,8 +103,7 @@ def test_load_and_glob(golden):
 
 
 def test_group_loads_dask_and_sparse(cci):
-    sp = pytest.importorskip("scipy.sparse")
-    pytest.importorskip("dask.array")
+    import scipy.sparse as sp
     cci.upload_dask_array("exp.grp/vol", np.arange(20.0).reshape(4, 5), buffersize=4 * 8)
     cci.upload_sparse_array("exp.grp/mat", sp.eye(4, format="csr"))
     group = cci.get_browser().exp_DOT_grp

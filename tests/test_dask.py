@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-da = pytest.importorskip("dask.array")
+import dask.array as da
 
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError  # noqa: E402
 from cottoncandy.interface import Interface  # noqa: E402
@@ -280,7 +280,8 @@ def test_graph_pickles_without_a_live_client(cci, backend):
 
 @pytest.fixture(scope="module")
 def cluster():
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                   dashboard_address=None, silence_logs=logging.WARNING) as cluster:
         yield cluster

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-sp = pytest.importorskip("scipy.sparse")
+import scipy.sparse as sp
 
 from cottoncandy.browser import Directory  # noqa: E402
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError  # noqa: E402
