@@ -12,6 +12,7 @@ from typing import Any
 from .errors import (
     AccessDeniedError,
     ArrayFormatError,
+    ArrayTooLargeError,
     BucketNotFoundError,
     CottonCandyError,
     InvalidKeyError,
@@ -33,6 +34,7 @@ __all__ = [
     "AccessDeniedError",
     "InvalidKeyError",
     "ArrayFormatError",
+    "ArrayTooLargeError",
     "UnknownCodecError",
     "UnsupportedArrayError",
     "StorageError",

@@ -54,18 +54,21 @@ def download_raw(backend: StorageBackend, key: str, progress: ProgressArg) -> np
         No such object.
     ArrayFormatError
         Missing or corrupt metadata, or a body whose size does not match it.
+    ArrayTooLargeError
+        The array the metadata describes does not fit in memory.
     UnknownCodecError
         The codec named in the metadata is not available.
     """
     info = backend.head(key)
     meta = ArrayMeta.from_metadata(info.metadata or {}, key)
-    out = empty_for(meta)
+    # Check what can be checked before allocating: metadata may claim any size.
+    if meta.compression is None and info.size != meta.nbytes:
+        raise ArrayFormatError(
+            f"{key}: body has {info.size} bytes but shape {meta.shape} of {meta.dtype} "
+            f"needs {meta.nbytes}", key)
+    out = empty_for(meta, key)
     with progress_callback(progress, info.size, f"download {key}") as callback:
         if meta.compression is None:
-            if info.size != meta.nbytes:
-                raise ArrayFormatError(
-                    f"{key}: body has {info.size} bytes but shape {meta.shape} of {meta.dtype} "
-                    f"needs {meta.nbytes}", key)
             if meta.nbytes:
                 backend.read_into(key, byte_view(out), 0, etag=info.etag, progress=callback)
         else:

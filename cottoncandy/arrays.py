@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .codecs import DEFAULT_COMPRESSION, BytesLike, RawCodec, codec_for_size, get_codec
-from .errors import ArrayFormatError, UnsupportedArrayError
+from .errors import ArrayFormatError, ArrayTooLargeError, UnsupportedArrayError
 from .metadata import ArrayMeta
 
 
@@ -108,7 +108,7 @@ def encode_array(
     return body, ArrayMeta.for_array(array, compression=codec.name).to_metadata()
 
 
-def empty_for(meta: ArrayMeta) -> np.ndarray:
+def empty_for(meta: ArrayMeta, key: str | None = None) -> np.ndarray:
     """Allocate the array an uncompressed body is read into.
 
     Parameters
@@ -121,8 +121,20 @@ def empty_for(meta: ArrayMeta) -> np.ndarray:
     numpy.ndarray
         Uninitialised, of ``meta.dtype`` and ``meta.shape``, in ``meta.order``
         so that :func:`byte_view` of it takes the body's bytes as they are.
+
+    Raises
+    ------
+    ArrayTooLargeError
+        When the memory cannot be allocated (metadata of a corrupt object
+        can claim any size up to :data:`~cottoncandy.metadata.MAX_ARRAY_BYTES`).
     """
-    return np.empty(meta.shape, dtype=meta.dtype, order=meta.order)
+    try:
+        return np.empty(meta.shape, dtype=meta.dtype, order=meta.order)
+    except MemoryError as exc:
+        raise ArrayTooLargeError(
+            f"{key}: cannot allocate {meta.nbytes} bytes for an array of shape {meta.shape} of {meta.dtype}",
+            key,
+        ) from exc
 
 
 def decode_array_into(body: BytesLike, out: np.ndarray, meta: ArrayMeta, key: str | None = None) -> None:
@@ -182,7 +194,7 @@ def decode_array(body: BytesLike, meta: ArrayMeta, key: str | None = None) -> np
         if not view.readonly and view.contiguous and view.nbytes == meta.nbytes:
             flat = np.frombuffer(view, dtype=meta.dtype)
             return flat.reshape(meta.shape, order=meta.order)
-    out = empty_for(meta)
+    out = empty_for(meta, key)
     codec.decode_into(body, byte_view(out), key)
     return out
 

@@ -67,6 +67,12 @@ class UnknownCodecError(ArrayFormatError):
     """The ``compression`` metadata names a codec that is not available."""
 
 
+class ArrayTooLargeError(CottonCandyError, MemoryError):
+    """The array an object's metadata describes cannot be allocated in memory."""
+
+    errno = _errno.ENOMEM
+
+
 class UnsupportedArrayError(CottonCandyError, TypeError):
     """The array cannot be stored (object dtype, for example)."""
 

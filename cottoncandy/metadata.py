@@ -34,13 +34,15 @@ def is_array_metadata(metadata: Mapping[str, str] | None) -> bool:
 
 
 def parse_dtype(text: str, key: str | None = None) -> np.dtype:
-    """Parse a stored dtype string (``<f8``, ``>i2``, ``|b1``, ``<U5``), refusing object dtypes."""
+    """Parse a stored dtype string (``<f8``, ``>i2``, ``|b1``, ``<U5``), refusing object and sub-array dtypes."""
     try:
         dtype = np.dtype(text)
     except (TypeError, ValueError, SyntaxError) as exc:
         raise ArrayFormatError(f"{key}: invalid dtype {text!r} in metadata", key) from exc
     if dtype.hasobject:
         raise ArrayFormatError(f"{key}: object dtype {text!r} cannot be stored", key)
+    if dtype.subdtype is not None:  # '(2,)f8': numpy would fold (2,) into the array's shape
+        raise ArrayFormatError(f"{key}: sub-array dtype {text!r} cannot describe a raw array", key)
     if dtype.itemsize == 0 and dtype.kind != "V":  # numpy turns 'U0'/'S0' into 'U1'/'S1'
         raise ArrayFormatError(f"{key}: dtype {text!r} has no size", key)
     return dtype

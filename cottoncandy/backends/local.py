@@ -4,6 +4,8 @@ Every object is a file under the root; its user metadata is the JSON object
 in ``<key>.meta.json`` beside it. Sidecars and our temporary files never appear
 in listings. Writes go to a temporary file in the same directory and are
 renamed into place, so readers see the old or the new version, never a part.
+No key reaches outside the root: ``.``/``..`` segments are refused, and
+symbolic links are followed only while they resolve inside the root.
 """
 
 from __future__ import annotations
@@ -60,14 +62,31 @@ class LocalBackend(StorageBackend):
         return f"LocalBackend({str(self.root)!r})"
 
     # -- paths -------------------------------------------------------------
-    def _path(self, key: str) -> Path:
+    # Symbolic links inside the store are followed only while they resolve
+    # inside it: one pointing outside is invisible in listings, reads as a
+    # missing object and refuses writes, so no key reaches a file outside the root.
+    def _path(self, key: str, writing: bool = False) -> Path:
         if not key or key.endswith(SIDECAR_SUFFIX):
             raise InvalidKeyError(f"key {key!r} is not allowed on the local backend", key)
+        if key.startswith("/") or any(part in (".", "..") for part in key.split("/")):
+            raise InvalidKeyError(f"key {key!r} has a '.' or '..' segment or is absolute", key)
         path = self.root / key
-        real = os.path.realpath(path)
-        if real != self._real_root and not real.startswith(self._real_root + os.sep):
-            raise InvalidKeyError(f"key {key!r} resolves outside the store {self.root}", key)
+        if not self._inside(path):
+            if writing:
+                raise InvalidKeyError(f"key {key!r} resolves outside the store {self.root} "
+                                      "(through a symbolic link); refusing to write there", key)
+            raise ObjectNotFoundError(f"no such object: {key} (it resolves outside the store "
+                                      "through a symbolic link)", key)
         return path
+
+    def _inside(self, path: str | Path) -> bool:
+        """Whether ``path``, with every symbolic link resolved, is the root or under it."""
+        real = os.path.realpath(path)
+        return real == self._real_root or real.startswith(self._real_root + os.sep)
+
+    def _visible(self, path: str | Path) -> bool:
+        """Whether a directory entry may be listed: not a link leading out of the store."""
+        return not os.path.islink(path) or self._inside(path)
 
     @staticmethod
     def _sidecar(path: Path) -> Path:
@@ -145,7 +164,7 @@ class LocalBackend(StorageBackend):
 
     # -- writing -----------------------------------------------------------
     def write(self, key, body, metadata=None, progress=None) -> None:
-        path = self._path(key)
+        path = self._path(key, writing=True)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
@@ -187,7 +206,10 @@ class LocalBackend(StorageBackend):
 
     def delete(self, keys: Sequence[str]) -> None:
         for key in keys:
-            path = self._path(key)
+            try:
+                path = self._path(key)
+            except ObjectNotFoundError:
+                continue  # resolves outside the store: not one of our objects
             for target in (path, self._sidecar(path)):
                 try:
                     target.unlink()
@@ -212,7 +234,7 @@ class LocalBackend(StorageBackend):
     def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base_dir = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = self.root / base_dir if base_dir else self.root
-        if not start.is_dir():
+        if not start.is_dir() or not self._inside(start):
             return
         for key in sorted(self._walk_keys(start)):
             if key.startswith(prefix):
@@ -225,19 +247,21 @@ class LocalBackend(StorageBackend):
         for dirpath, _dirnames, filenames in os.walk(directory):
             rel = os.path.relpath(dirpath, self.root)
             for name in filenames:
-                if not _is_hidden(name):
+                if not _is_hidden(name) and self._visible(os.path.join(dirpath, name)):
                     yield name if rel == "." else f"{Path(rel).as_posix()}/{name}"
 
     def list_dir(self, prefix: str = "") -> Listing:
         directory = self.root / prefix if prefix else self.root
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
+        if not self._inside(directory):
+            return Listing([], [])
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except (FileNotFoundError, NotADirectoryError):
             return Listing([], [])
         for entry in entries:
-            if _is_hidden(entry.name):
+            if _is_hidden(entry.name) or (entry.is_symlink() and not self._inside(entry.path)):
                 continue
             key = prefix + entry.name
             if entry.is_dir():

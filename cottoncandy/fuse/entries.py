@@ -8,7 +8,9 @@ A directory of the mount is built from one ``/``-delimited listing level:
 * an object with array metadata (``dtype`` and ``shape``) is ``<name>.npy``,
   or ``<name>`` when the key already ends in ``.npy``;
 * any other object is a file with its own name and bytes;
-* ``*.meta.json`` sidecars are never shown.
+* ``*.meta.json`` sidecars are never shown, nor keys whose last segment is
+  empty, ``.`` or ``..`` (``a//x``, ``a/../x``, the marker object ``a/``),
+  nor names longer than 255 bytes (no path could reach them).
 
 **Name collisions.** Several keys can claim one name (object ``a`` and prefix
 ``a/``; raw array ``x`` and object ``x.npy``; raw array ``v`` and dask prefix
@@ -33,6 +35,8 @@ from ..metadata import ArrayMeta
 SIDECAR_SUFFIX = ".meta.json"
 MANIFEST_NAME = "metadata.json"
 NPY, NPZ = ".npy", ".npz"
+#: Longest file name (bytes) Linux accepts in a path.
+NAME_MAX = 255
 
 #: Names a collision loser can carry; only these need a full directory listing to resolve.
 MARKED_NAME = re.compile(r"~(object|array|dask|sparse)(\.npy|\.npz)?\Z")
@@ -103,14 +107,25 @@ class Entry:
 
 
 def basename(key: str) -> str:
-    """Last segment of a key or prefix (``'a/b/'`` -> ``'b'``)."""
-    return key.rstrip("/").rsplit("/", 1)[-1]
+    """Last segment of a key or prefix (``'a/b/'`` -> ``'b'``).
+
+    Only one trailing ``/`` is dropped: the prefix ``'a//'`` (from key
+    ``'a//x'``) ends in an empty segment, and the key ``'a/'`` (a "directory
+    marker" object) lists inside ``a/`` with an empty name. Stripping every
+    slash would show them as ghost entries named ``a`` inside ``a``.
+    """
+    return (key[:-1] if key.endswith("/") else key).rsplit("/", 1)[-1]
 
 
 def is_hidden_key(key: str) -> bool:
-    """Keys never shown: sidecars, and names that cannot be path segments."""
+    """Keys never shown: sidecars, and names that cannot be path segments (``''``, ``.``, ``..``)."""
     name = basename(key)
     return name.endswith(SIDECAR_SUFFIX) or name in ("", ".", "..")
+
+
+def fits_name_max(name: str) -> bool:
+    """Whether ``name`` can be a file name (at most ``NAME_MAX`` bytes): the kernel refuses longer ones."""
+    return len(name.encode("utf-8", "surrogateescape")) <= NAME_MAX
 
 
 def array_name(name: str) -> str:

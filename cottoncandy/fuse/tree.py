@@ -41,6 +41,7 @@ from . import sources as src
 from .entries import (
     MANIFEST_NAME,
     MARKED_NAME,
+    NAME_MAX,
     NPY,
     NPZ,
     Entry,
@@ -49,6 +50,7 @@ from .entries import (
     assign_names,
     basename,
     candidates_for,
+    fits_name_max,
     is_hidden_key,
 )
 
@@ -239,6 +241,10 @@ class Tree:
         prefix_jobs = [self._pool.submit(self._prefix_entry_safe, p) for p in prefixes]
         entries = [job.result() for job in head_jobs + prefix_jobs]
         named = assign_names(e for e in entries if e is not None)
+        too_long = [n for n in named if not fits_name_max(n)]
+        for name in too_long:  # the kernel could never look them up: a listing would only confuse
+            logger.warning("%s: name of %d bytes is not shown (more than %d)", named.pop(name).key,
+                           len(name.encode("utf-8", "surrogateescape")), NAME_MAX)
         self._store(self._dirs, prefix, named)
         return named
 
