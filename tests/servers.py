@@ -203,7 +203,8 @@ def _launch(name: str, argv: list[str], env: dict[str, str], log_path: Path, **s
     return server
 
 
-def start_rclone(data_dir: str | Path, log_path: str | Path | None = None) -> S3Server:
+def start_rclone(data_dir: str | Path, log_path: str | Path | None = None,
+                 credentials: tuple[str, str] | None = None) -> S3Server:
     """Start ``rclone serve s3 DATA_DIR`` on a free loopback port.
 
     Parameters
@@ -212,11 +213,14 @@ def start_rclone(data_dir: str | Path, log_path: str | Path | None = None) -> S3
         Directory whose sub-directories are the buckets (created if missing).
     log_path : path, optional
         Where the server log goes; default ``DATA_DIR/../rclone.log``.
+    credentials : (access_key, secret_key), optional
+        Keys to accept; fresh random ones by default. Pass a stopped server's
+        keys to restart it on the same data for clients that keep theirs.
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = Path(log_path) if log_path else data_dir.parent / "rclone.log"
-    access_key, secret_key = _random_credentials()
+    access_key, secret_key = credentials or _random_credentials()
     port = free_port()
     env = dict(os.environ)
     # rclone parses list flags given through the environment as CSV: quote the pair.

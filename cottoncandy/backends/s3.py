@@ -16,13 +16,14 @@ from typing import BinaryIO, Iterator, Mapping, Sequence
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 
 from ..config import Credentials, S3Settings, is_aws_endpoint
 from ..errors import ArrayFormatError, ObjectNotFoundError, StorageError
 from ..metadata import normalize_metadata
 from .base import Listing, ObjectInfo, ProgressCallback, StorageBackend
 from .s3errors import translate_error
+from .s3logs import protect as protect_logs
 from .s3parts import Chunks, iter_parts, raise_first, read_full, wait_all
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 STREAM_CHUNK = 1 << 20
 MAX_PARTS = 10_000
 DELETE_BATCH = 1000
+#: Failures of a response body that broke off after its headers arrived (connection
+#: reset or closed, read timeout, fewer bytes than Content-Length). botocore retries
+#: requests, not bodies: the backend resumes the ranged GET where the body stopped.
+BODY_FAILURES = (IncompleteReadError, HTTPClientError)
 _client_lock = threading.Lock()
 _session = None
 
@@ -48,6 +53,8 @@ def make_client(credentials: Credentials | None = None, settings: S3Settings | N
     """
     credentials = credentials or Credentials()
     settings = settings or S3Settings()
+    # botocore's debug logs print the Authorization header, which names the access key
+    protect_logs(credentials.access_key, credentials.secret_key)
     aws = is_aws_endpoint(credentials.endpoint_url)
     options: dict = dict(
         signature_version="s3v4",
@@ -191,19 +198,34 @@ class S3Backend(StorageBackend):
         return resp
 
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
-        """Return body bytes ``[start, end)``, short only at the end of the body."""
+        """Return body bytes ``[start, end)``, short only at the end of the body.
+
+        A body that breaks off is fetched again whole (ranges here are blocks of
+        a few MiB), up to ``max_attempts`` times.
+        """
         if start < 0 or end < start:
             raise ValueError(f"invalid byte range [{start}, {end}) for {key!r}")
         if end == start:
             return b""
-        try:
-            resp = self._get(key, start, end, etag)
-        except StorageError as exc:
-            if _invalid_range(exc):
-                return b""  # start at or past the end of the body
-            raise
-        with self._errors("GET", key):
-            return resp["Body"].read()
+        failures = 0
+        while True:
+            try:
+                resp = self._get(key, start, end, etag)
+            except StorageError as exc:
+                if _invalid_range(exc):
+                    return b""  # start at or past the end of the body
+                raise
+            try:
+                with self._errors("GET", key):
+                    # One read of the whole body: a fraction of the CPU of chunked readinto,
+                    # no second copy, and botocore checks it against Content-Length.
+                    return resp["Body"].read()
+            except StorageError as exc:
+                failures += 1
+                if failures >= self.settings.max_attempts or not isinstance(exc.__cause__, BODY_FAILURES):
+                    raise
+                logger.info("GET s3://%s/%s [%d, %d) broke off (%s); fetching it again", self.bucket, key,
+                            start, end, type(exc.__cause__).__name__)
 
     def read_into(
         self,
@@ -239,7 +261,7 @@ class S3Backend(StorageBackend):
                 if state.get("cancel"):
                     return
             try:
-                resp = self._get(key, start + offset, start + offset + length, state["etag"])
+                got = self._read_span(key, view[offset : offset + length], start + offset, state, progress)
             except StorageError as exc:
                 if not offset:
                     state["cancel"] = True
@@ -249,10 +271,10 @@ class S3Backend(StorageBackend):
                         f"{key}: body ends before byte {start + offset + 1} (expected {start + size} bytes)", key
                     ) from exc
                 raise
-            if not offset and not known.is_set():
-                state["etag"] = resp.get("ETag")
-                known.set()
-            self._stream_into(key, resp["Body"], view[offset : offset + length], start + offset, state, progress)
+            if got < length and not state.get("cancel"):
+                raise ArrayFormatError(
+                    f"{key}: body ends at byte {start + offset + got}, expected at least {start + size} bytes", key
+                )
 
         if len(offsets) == 1:
             fetch(0)
@@ -261,25 +283,45 @@ class S3Backend(StorageBackend):
             futures = [pool.submit(fetch, offset) for offset in offsets]
             wait_all(futures, state)
 
-    def _stream_into(self, key, body, target: memoryview, position: int, state: dict, progress) -> None:
-        done, total = 0, target.nbytes
-        try:
-            with self._errors("GET", key):
-                while done < total:
-                    if state.get("cancel"):
-                        return
-                    n = body.readinto(target[done : done + STREAM_CHUNK])
-                    if not n:
-                        break
-                    done += n
-                    if progress is not None:
-                        progress(n)
-        finally:
-            body.close()
-        if done < total:
-            raise ArrayFormatError(
-                f"{key}: body ends at byte {position + done}, expected at least {position + total} bytes", key
-            )
+    def _read_span(self, key: str, target: memoryview, position: int, state: dict, progress) -> int:
+        """Stream body bytes ``[position, position + len(target))`` into ``target``.
+
+        A body that breaks off (see :data:`BODY_FAILURES`) is resumed with a new
+        ranged GET from the first missing byte, pinned to the same ETag, up to
+        ``max_attempts`` times. The first response fixes ``state['etag']`` when it
+        is not known yet (and sets ``state['known']``). Returns the bytes read:
+        fewer than asked only when the body ends first (or ``state['cancel']``).
+        """
+        done, total, failures = 0, target.nbytes, 0
+        while done < total:
+            if state.get("cancel"):
+                return done
+            resp = self._get(key, position + done, position + total, state.get("etag"))
+            if state.get("etag") is None:
+                state["etag"] = resp.get("ETag")
+                if "known" in state:
+                    state["known"].set()
+            body = resp["Body"]
+            try:
+                with self._errors("GET", key):
+                    while done < total:
+                        if state.get("cancel"):
+                            return done
+                        n = body.readinto(target[done : done + STREAM_CHUNK])
+                        if not n:  # the body ended, as long as its Content-Length said
+                            return done
+                        done += n
+                        if progress is not None:
+                            progress(n)
+            except StorageError as exc:
+                failures += 1
+                if failures >= self.settings.max_attempts or not isinstance(exc.__cause__, BODY_FAILURES):
+                    raise
+                logger.info("GET s3://%s/%s broke off at byte %d (%s); resuming", self.bucket, key,
+                            position + done, type(exc.__cause__).__name__)
+            finally:
+                body.close()
+        return done
 
     def open_stream(self, key: str) -> tuple[BinaryIO, ObjectInfo]:
         """Open the whole body for sequential reading; the caller closes it."""

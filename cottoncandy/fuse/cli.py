@@ -56,6 +56,42 @@ def parse_size(text: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """Parse a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"seconds must be positive, not {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """Parse a count that may be zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"count must be >= 0, not {text!r}")
+    return value
+
+
+def s3_settings(args: argparse.Namespace, quick: bool = False) -> dict[str, object]:
+    """:class:`~cottoncandy.config.S3Settings` fields from ``--timeout`` and ``--retries``.
+
+    ``quick`` (the checks before mounting) caps retries and the connect timeout
+    so that a wrong endpoint is reported in seconds.
+    """
+    settings: dict[str, object] = {"read_timeout": args.timeout, "connect_timeout": min(args.timeout, 10.0),
+                                   "max_attempts": args.retries + 1}
+    if quick:
+        settings["max_attempts"] = min(2, args.retries + 1)
+        settings["connect_timeout"] = min(5.0, args.timeout)
+    return settings
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (``--help`` documents every option and default)."""
     parser = argparse.ArgumentParser(
@@ -79,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ttl", type=float, default=30.0, metavar="SECONDS",
                         help="seconds listings and object metadata are trusted before being fetched "
                         "again (default: %(default)s)")
+    parser.add_argument("--timeout", type=positive_seconds, default=60.0, metavar="SECONDS",
+                        help="seconds to wait for the server to accept a connection (at most 10) or to send "
+                        "the next bytes of an answer; a request that times out is retried (default: %(default)s)")
+    parser.add_argument("--retries", type=non_negative_int, default=4, metavar="N",
+                        help="retries of a failed request (connection refused or reset, timeout, HTTP 5xx, "
+                        "throttling), with exponential backoff, before the read fails with EIO; a read "
+                        "fails within about (N+1) x SECONDS plus the backoff (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=8, metavar="N", help="parallel GETs of the read path (default: %(default)s)")
     parser.add_argument("--foreground", "-f", action="store_true",
                         help="stay in the foreground (default: return once the mount is live)")
@@ -131,7 +174,7 @@ def open_backend(args: argparse.Namespace, quick: bool = False):
     from ..interface import make_backend
 
     where = args.endpoint_url or os.environ.get("CC_ENDPOINT_URL") or "the default endpoint"
-    settings = {"max_attempts": 2, "connect_timeout": 5.0} if quick and args.backend == "s3" else {}
+    settings = s3_settings(args, quick) if args.backend == "s3" else {}
     try:
         backend = make_backend(args.bucket, args.backend, endpoint_url=args.endpoint_url, **settings)
         if not backend.exists_bucket():
@@ -188,7 +231,7 @@ def serve(args: argparse.Namespace, mountpoint: str, on_init: Callable[[], None]
         if on_init is not None:
             on_init()
 
-    operations = CottonCandyOperations(tree, read_path, kernel_timeout=min(args.ttl, 1.0),
+    operations = CottonCandyOperations(tree, read_path, kernel_timeout=args.ttl,
                                        block_size=args.block_size, max_read=max_read, on_init=live)
     options: dict[str, object] = {
         "foreground": True,
