@@ -64,6 +64,9 @@ class ReadContext:
     executor: Executor
     block_size: int
     locks: ObjectLocks
+    #: Runs fetches that never wait for another task (gzip input read ahead of the decoder).
+    #: Separate from ``executor``, whose tasks may wait for them: sharing one pool could deadlock.
+    io_executor: Executor | None = None
     _pending: int = 0
     _idle: threading.Condition = field(default_factory=threading.Condition)
 
@@ -80,6 +83,28 @@ class ReadContext:
             self._task_done(None)
             return
         future.add_done_callback(self._task_done)
+
+    def submit_io(self, fn: Callable[..., object], *args: object) -> Future | None:
+        """Run the pure fetch ``fn(*args)`` on ``io_executor``; ``None`` if there is none (or it is closed).
+
+        The caller collects the result (or the exception) from the future;
+        :meth:`wait_idle` waits for it too.
+        """
+        if self.io_executor is None:
+            return None
+        with self._idle:
+            self._pending += 1
+        try:
+            future = self.io_executor.submit(fn, *args)
+        except RuntimeError:  # executor shut down: the mount is closing
+            self._task_done(None)
+            return None
+        future.add_done_callback(self._io_done)
+        return future
+
+    def _io_done(self, future: Future) -> None:
+        # the submitter reads the outcome; only the count matters here
+        self._task_done(None)
 
     def _task_done(self, future: Future | None) -> None:
         if future is not None and not future.cancelled():
@@ -139,7 +164,8 @@ class BlockStream:
 
     def block(self, index: int) -> bytes:
         """Return block ``index``, loading it (once, whoever asks) on a miss."""
-        return self.ctx.cache.get_or_load(self.block_key(index), lambda: self._checked_load(index))
+        start, end = self.block_span(index)
+        return self.ctx.cache.get_or_load(self.block_key(index), lambda: self._checked_load(index), end - start)
 
     def _checked_load(self, index: int) -> bytes:
         data = self._load_block(index)

@@ -4,10 +4,23 @@ Blocks are keyed by hashable tuples that include the object's ETag, so a new
 version of an object never hits the blocks of an old one. Concurrent misses on
 one key share a single load ("single flight"): the first caller runs the
 loader, the others wait for its result or its exception.
+
+Memory: blocks of a few MiB freed by eviction often stay in the process as
+free heap (glibc raises its mmap threshold after the first large ``free``,
+so later blocks come from per-thread arenas that are rarely trimmed): with 8
+readers streaming through a 256 MiB cache the mount's peak RSS was about
+100 MiB higher than with trimming. So after every ``trim_bytes`` evicted the
+cache asks glibc (``malloc_trim``) to give free pages back. A load in
+progress also counts against the bound: the caller of
+:meth:`BlockCache.get_or_load` says how big the block will be and least
+recently used blocks make room before the loader runs, so many parallel
+read-aheads do not hold a cache-full of blocks plus their own.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -57,6 +70,19 @@ class CacheStats:
     capacity: int
 
 
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or ``None`` where the C library has none (musl, macOS)."""
+    try:
+        # the symbols already loaded into this process: no library search (and no subprocess)
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
 class _Flight:
     """One load in progress; waiters block on ``done``."""
 
@@ -76,11 +102,18 @@ class BlockCache:
     capacity_bytes : int
         Upper bound on the sum of ``len(block)`` held. A block larger than the
         whole capacity is returned to its caller but not kept.
+    trim_bytes : int
+        Return free heap memory to the system after this many bytes were
+        evicted (0: never). See the module notes.
     """
 
-    def __init__(self, capacity_bytes: int):
+    def __init__(self, capacity_bytes: int, trim_bytes: int = 32 << 20):
         if capacity_bytes <= 0:
             raise ValueError(f"cache capacity must be positive, got {capacity_bytes}")
+        self._trim = _malloc_trim() if trim_bytes > 0 else None
+        self._trim_bytes = trim_bytes
+        self._evicted_since_trim = 0
+        self._reserved = 0  # bytes of loads in progress (see get_or_load's size_hint)
         self._lru: cachetools.LRUCache = cachetools.LRUCache(maxsize=capacity_bytes, getsizeof=len)
         self._lock = threading.Lock()
         self._flights: dict[Hashable, _Flight] = {}
@@ -140,20 +173,41 @@ class BlockCache:
             )
 
     # -- updates -----------------------------------------------------------
-    def _store(self, cache_key: Hashable, value: bytes) -> None:
-        # caller holds the lock
+    def _store(self, cache_key: Hashable, value: bytes) -> bool:
+        """Insert; return True when enough was evicted that free memory should be trimmed.
+
+        The caller holds the lock and calls :meth:`_trim_heap` after releasing it.
+        """
+        before = self._lru.currsize
         try:
             self._lru[cache_key] = value
         except ValueError:  # larger than the whole cache: hand it out, keep nothing
             self._lru.pop(cache_key, None)
             log.debug("block %r of %d bytes exceeds the cache capacity; not cached", cache_key, len(value))
+            return False
+        return self._count_evicted(before + len(value) - self._lru.currsize)
+
+    def _count_evicted(self, nbytes: int) -> bool:
+        """Add to the bytes evicted since the last trim; True when it is time to trim (lock held)."""
+        self._evicted_since_trim += max(0, nbytes)
+        if self._trim is None or self._evicted_since_trim < self._trim_bytes:
+            return False
+        self._evicted_since_trim = 0
+        return True
+
+    def _trim_heap(self) -> None:
+        """Give free heap pages back to the system (outside the lock: it walks every arena)."""
+        if self._trim is not None:
+            self._trim(0)
 
     def put(self, cache_key: Hashable, value: bytes) -> None:
         """Insert (or replace) a block."""
         value = bytes(value)
         with self._lock:
             self.puts += 1
-            self._store(cache_key, value)
+            trim = self._store(cache_key, value)
+        if trim:
+            self._trim_heap()
 
     def discard(self, cache_key: Hashable) -> None:
         """Drop a block if held."""
@@ -165,7 +219,18 @@ class BlockCache:
         with self._lock:
             self._lru.clear()
 
-    def get_or_load(self, cache_key: Hashable, loader: Callable[[], bytes]) -> bytes:
+    def _reserve(self, nbytes: int) -> bool:
+        """Count a load of ``nbytes`` against the bound, evicting to make room (lock held).
+
+        Returns True when enough was evicted that free memory should be trimmed.
+        """
+        self._reserved += nbytes
+        evicted = 0
+        while self._lru and self._lru.currsize + self._reserved > self._lru.maxsize:
+            evicted += len(self._lru.popitem()[1])
+        return self._count_evicted(evicted)
+
+    def get_or_load(self, cache_key: Hashable, loader: Callable[[], bytes], size_hint: int = 0) -> bytes:
         """Return the block, running ``loader`` on a miss.
 
         Concurrent misses on one key run ``loader`` once: the other callers wait
@@ -177,6 +242,9 @@ class BlockCache:
         cache_key : hashable
         loader : callable
             Returns the block's bytes (any bytes-like object; stored as ``bytes``).
+        size_hint : int
+            Expected size of the block: that much room is made (and counted
+            against the bound) before ``loader`` runs.
 
         Returns
         -------
@@ -191,13 +259,17 @@ class BlockCache:
                 self.hits += 1
                 return value
             flight = self._flights.get(cache_key)
+            trim = False
             if flight is None:
                 flight = self._flights[cache_key] = _Flight()
                 owner = True
                 self.misses += 1
+                trim = self._reserve(size_hint)
             else:
                 owner = False
                 self.joined += 1
+        if trim:
+            self._trim_heap()
         if not owner:
             flight.done.wait()
             if flight.error is not None:
@@ -210,15 +282,19 @@ class BlockCache:
                 value = bytes(value)
         except BaseException as exc:
             with self._lock:
+                self._reserved -= size_hint
                 self.load_errors += 1
                 del self._flights[cache_key]
             flight.error = exc
             flight.done.set()
             raise
         with self._lock:
+            self._reserved -= size_hint
             self.bytes_loaded += len(value)
-            self._store(cache_key, value)
+            trim = self._store(cache_key, value)
             del self._flights[cache_key]
         flight.value = value
         flight.done.set()
+        if trim:
+            self._trim_heap()
         return value

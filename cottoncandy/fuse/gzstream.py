@@ -8,7 +8,11 @@ decoded from the nearest checkpoint at or before it, fetching the compressed
 input with ranged GETs from the checkpoint's input offset. After decoding a
 block the live decoder (the *cursor*) is kept, so a sequential reader
 continues without refetching or re-decoding anything; blocks decoded on the
-way to the wanted one are cached too.
+way to the wanted one are cached too. While a cursor streams (it was resumed
+to decode the next block), the next range of compressed input is fetched in
+the background as soon as the previous one arrives, so fetching overlaps
+decoding instead of adding to it; a random read (from a checkpoint) fetches
+only what it decodes.
 
 Checkpoints live per ``(key, etag)`` in a :class:`GzipIndex` bounded in the
 total number of snapshots (the object holding the most keeps every other
@@ -23,6 +27,7 @@ import logging
 import threading
 import zlib
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Hashable
 
@@ -34,6 +39,7 @@ __all__ = ["GzipIndex", "GzipStats", "GzipStream"]
 log = logging.getLogger(__name__)
 
 _GZIP_WBITS = 31  # gzip wrapper, 32 KiB window
+_GZIP_MAGIC = b"\x1f\x8b"
 _MIN_FETCH = 64 << 10
 _MAX_FETCH = 8 << 20
 
@@ -67,15 +73,21 @@ class GzipStats:
 
 
 class _Cursor:
-    """A decoder in flight: ``out_off`` bytes produced; input fed up to ``in_pos``, ``pending`` not yet consumed."""
+    """A decoder in flight: ``out_off`` bytes produced; input fed up to ``in_pos``, ``pending`` not yet consumed.
 
-    __slots__ = ("dobj", "in_pos", "pending", "out_off")
+    ``streaming`` is set once the cursor is resumed for a following block;
+    ``ahead`` is then the background fetch of the input from ``in_pos``.
+    """
+
+    __slots__ = ("dobj", "in_pos", "pending", "out_off", "streaming", "ahead")
 
     def __init__(self, dobj, in_pos: int, out_off: int):
         self.dobj = dobj
         self.in_pos = in_pos
         self.pending = b""
         self.out_off = out_off
+        self.streaming = False
+        self.ahead: Future | None = None
 
     @property
     def consumed(self) -> int:
@@ -258,6 +270,7 @@ class GzipStream(BlockStream):
         if cur is not None and ck_off <= cur.out_off <= target:
             st.cursor = None
             self.index.count("cursor_resumes")
+            cur.streaming = True
             return cur
         if i >= 0 and ck_off > 0:
             in_off, dobj = st.snapshots[i]
@@ -285,13 +298,28 @@ class GzipStream(BlockStream):
     def _fetch(self, cur: _Cursor, want_out: int) -> None:
         ratio = self.body_size / self.size if self.size else 1.0
         n = min(max(int(want_out * ratio * 1.05) + _MIN_FETCH, _MIN_FETCH), _MAX_FETCH)
-        end = min(cur.in_pos + n, self.body_size)
-        data = self.ctx.backend.read_range(self.key, cur.in_pos, end, etag=self.etag)
+        data = None
+        ahead, cur.ahead = cur.ahead, None
+        if ahead is not None:
+            try:
+                data = ahead.result()
+            except Exception as exc:  # noqa: BLE001 - fetched again below, which reports a lasting failure
+                log.debug("%s: background fetch at %d failed (%s); fetching again", self.key, cur.in_pos, exc)
+        if not data:
+            data = self._fetch_range(cur.in_pos, min(cur.in_pos + n, self.body_size))
         if not data:
             raise self._error(f"is truncated: no bytes at offset {cur.in_pos} of {self.body_size}")
         cur.in_pos += len(data)
         cur.pending = data
+        if cur.streaming and cur.in_pos < self.body_size:
+            # a block's worth of input ahead: decoding this range overlaps fetching the next
+            n_ahead = min(int(self.block_size * ratio * 1.05) + _MIN_FETCH, _MAX_FETCH)
+            cur.ahead = self.ctx.submit_io(self._fetch_range, cur.in_pos, min(cur.in_pos + n_ahead, self.body_size))
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        data = self.ctx.backend.read_range(self.key, start, end, etag=self.etag)
         self.index.count("bytes_fetched", len(data))
+        return data
 
     def _step(self, cur: _Cursor, max_out: int) -> tuple[bytes, bool]:
         """Feed pending input (fetching more when empty); return (output, made_progress)."""
@@ -326,8 +354,26 @@ class GzipStream(BlockStream):
     def _finish(self, cur: _Cursor) -> None:
         """After the last output byte: the member must end (CRC checked) without more output.
 
-        Data after the end of that member (further members, padding) is ignored.
+        What follows may only be further members that decode to nothing, or NUL
+        padding: the rule of :func:`cottoncandy.codecs.get_codec` ``('gzip')``,
+        so that the mount and the Python API agree on which bodies are corrupt.
+        The tail is normally empty, so this costs nothing for good bodies.
         """
+        while True:
+            self._end_member(cur)
+            if not cur.pending and cur.in_pos < self.body_size:
+                self._fetch(cur, 0)
+            if not cur.pending:
+                return
+            if cur.pending[:2] == _GZIP_MAGIC:
+                cur.dobj = zlib.decompressobj(wbits=_GZIP_WBITS)
+            elif cur.pending.strip(b"\0"):
+                raise self._error(f"has trailing garbage after its data (near input offset {cur.consumed})")
+            else:
+                cur.pending = b""
+
+    def _end_member(self, cur: _Cursor) -> None:
+        """Decode until the current member ends; any output is too much."""
         while not cur.dobj.eof:
             out, progress = self._step(cur, 1)
             if out:

@@ -259,9 +259,16 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         """The ``user.cottoncandy.*`` attributes the entry has."""
         return list(self._xattrs(self.tree.lookup(path)))
 
-    @_translated
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
         """Value of one ``user.cottoncandy.*`` attribute; ``ENODATA`` for others."""
+        if not name.startswith(XATTR_PREFIX):
+            # `ls -l` asks every file for its ACL and SELinux label, and the kernel caches no
+            # xattr answer: these are most of a warm `ls -l`'s requests. Answer without a lookup.
+            raise fs_error(errno.ENODATA)
+        return self._getxattr(path, name)
+
+    @_translated
+    def _getxattr(self, path: str, name: str) -> bytes:
         value = self._xattrs(self.tree.lookup(path)).get(name)
         if value is None:
             raise fs_error(errno.ENODATA)
