@@ -324,10 +324,22 @@ def test_help_documents_every_option():
                          text=True, env=mount_env(), timeout=60)
     assert out.returncode == 0
     for option in ("--endpoint-url", "--prefix", "--backend", "--cache-size", "--block-size", "--ttl",
-                   "--foreground", "--allow-other", "--debug"):
+                   "--timeout", "--retries", "--workers", "--foreground", "--allow-other", "--debug"):
         assert option in out.stdout
     text = " ".join(out.stdout.split())
     assert "(default: 30.0)" in text and "(default: 1GiB)" in text and "(default: 8MiB)" in text
+
+
+@pytest.mark.parametrize("option, value", [("--ttl", "-1"), ("--workers", "0"), ("--timeout", "0"),
+                                           ("--retries", "-1"), ("--cache-size", "lots"), ("--ttl", "soon")])
+def test_bad_option_values_are_one_line_errors(option, value, tmp_path, capsys):
+    from cottoncandy.fuse.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bucket", str(tmp_path), option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}:" in err and repr(value) in err and "Traceback" not in err
 
 
 def test_prefix_mount(tmp_path):

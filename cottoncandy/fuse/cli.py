@@ -56,26 +56,25 @@ def parse_size(text: str) -> int:
     return value
 
 
-def positive_seconds(text: str) -> float:
-    """Parse a positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"seconds must be positive, not {text!r}")
-    return value
+def bounded(convert: Callable[[str], float], what: str, minimum: float, strict: bool) -> Callable[[str], float]:
+    """An argparse type: ``convert(text)``, refused unless ``> minimum`` (strict) or ``>= minimum``."""
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}") from None
+        if value < minimum or (strict and value == minimum):
+            bound = f"> {minimum}" if strict else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"{what} must be {bound}, not {text!r}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """Parse a count that may be zero."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"count must be >= 0, not {text!r}")
-    return value
+positive_seconds = bounded(float, "number of seconds", 0, strict=True)
+non_negative_seconds = bounded(float, "number of seconds", 0, strict=False)
+non_negative_int = bounded(int, "count", 0, strict=False)
+positive_int = bounded(int, "count", 0, strict=True)
 
 
 def s3_settings(args: argparse.Namespace, quick: bool = False) -> dict[str, object]:
@@ -112,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="memory for cached decoded blocks (default: %(default)s)")
     parser.add_argument("--block-size", type=parse_size, default="8MiB", metavar="SIZE",
                         help="size of a cached block and of one ranged GET (default: %(default)s)")
-    parser.add_argument("--ttl", type=float, default=30.0, metavar="SECONDS",
+    parser.add_argument("--ttl", type=non_negative_seconds, default=30.0, metavar="SECONDS",
                         help="seconds listings and object metadata are trusted before being fetched "
                         "again (default: %(default)s)")
     parser.add_argument("--timeout", type=positive_seconds, default=60.0, metavar="SECONDS",
@@ -122,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="retries of a failed request (connection refused or reset, timeout, HTTP 5xx, "
                         "throttling), with exponential backoff, before the read fails with EIO; a read "
                         "fails within about (N+1) x SECONDS plus the backoff (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=8, metavar="N", help="parallel GETs of the read path (default: %(default)s)")
+    parser.add_argument("--workers", type=positive_int, default=8, metavar="N", help="parallel GETs of the read path (default: %(default)s)")
     parser.add_argument("--foreground", "-f", action="store_true",
                         help="stay in the foreground (default: return once the mount is live)")
     parser.add_argument("--allow-other", action="store_true",
