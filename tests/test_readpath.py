@@ -37,11 +37,13 @@ class CountingBackend:
         self.gate = gate
         self.entered = threading.Event()
         self.calls: collections.Counter = collections.Counter()
+        self.bytes_requested = 0
         self._lock = threading.Lock()
 
     def read_range(self, key, start, end, etag=None):
         with self._lock:
             self.calls[("read_range", key, start)] += 1
+            self.bytes_requested += end - start
         self.entered.set()
         if self.gate is not None and not self.gate.wait(DEADLINE):
             raise TimeoutError("gate never opened")
@@ -345,6 +347,29 @@ def test_random_reader_fetches_only_touched_blocks(backend):
         assert rp.wait_idle(DEADLINE)
         assert _blocks_cached(rp, source.key) == set(wanted)
         assert counting.fetches() == len(wanted)
+
+
+def test_random_reader_fetches_pieces_not_whole_blocks(backend):
+    bs, piece = 256 << 10, 16 << 10
+    arr = compressible(8 * bs, seed=7)
+    source = put_array(backend, "ra/pieces", arr, None)
+    counting = CountingBackend(backend)
+    hlen = len(array_header(source))
+    expected = npy_bytes(arr)
+    with ReadPath(counting, block_size=bs, max_readahead_blocks=8, random_read_size=piece) as rp:
+        f = rp.open(source)
+        offsets = [hlen + 5 * bs + 1000, hlen + bs + 7, hlen + 7 * bs + piece - 100, hlen + 3 * piece]
+        for off in offsets:  # the third read straddles two pieces
+            assert f.read(off, 4096) == expected[off:off + 4096]
+        assert f.read(offsets[0] + 50, 1000) == expected[offsets[0] + 50:offsets[0] + 1050]  # a cached piece
+        assert rp.wait_idle(DEADLINE)
+        assert counting.fetches() == 5
+        assert counting.bytes_requested == 5 * piece  # not 4 whole blocks of 256 KiB
+        # a sequential reader still gets whole blocks and read-ahead
+        for off in range(0, 2 * bs, 64 << 10):
+            assert f.read(off, 64 << 10) == expected[off:off + (64 << 10)]
+        assert rp.wait_idle(DEADLINE)
+        assert counting.bytes_requested >= 5 * piece + 2 * bs
 
 
 # -- concurrency ----------------------------------------------------------------------------

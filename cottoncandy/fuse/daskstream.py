@@ -190,12 +190,15 @@ class DaskStream:
         for _, _, part, start, span, _, _ in self._plan(e0, e1):
             part.stream.prefetch_range(start, span)
 
-    def read(self, offset: int, length: int) -> bytes:
-        """Return bytes ``[offset, offset + length)`` of the C-order array, short only at the end."""
+    def read(self, offset: int, length: int, random: bool = False) -> bytes:
+        """Return bytes ``[offset, offset + length)`` of the C-order array, short only at the end.
+
+        ``random`` is passed on to the parts' streams.
+        """
         if length <= 0 or offset >= self.size:
             return b""
         if not self.shape:  # 0-d: one part, one element
-            return self._parts[()].stream.read(offset, length)
+            return self._parts[()].stream.read(offset, length, random)
         e0, e1, end = self._elements(offset, length)
         plan = list(self._plan(e0, e1))
         for _, _, part, start, span, _, _ in plan[1:]:  # parallel loads of the other parts' blocks
@@ -203,7 +206,7 @@ class DaskStream:
         void = np.dtype((np.void, self.itemsize))
         out = np.empty(e1 - e0, dtype=void)
         for pos, rect_shape, part, start, span, box_shape, dst in plan:
-            raw = part.stream.read(start, span)
+            raw = part.stream.read(start, span, random)
             if len(raw) != span:
                 raise ArrayFormatError(f"{part.stream.key}: part body ends early", part.stream.key)
             rect = out[pos:pos + math.prod(rect_shape)].reshape(rect_shape)

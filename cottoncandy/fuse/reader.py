@@ -9,7 +9,8 @@ Read-ahead: an open file that is read sequentially gets the next blocks
 loaded in the background, the window doubling from 2 up to
 ``max_readahead_blocks`` blocks as the reader enters new blocks. A read that
 does not continue the previous one (a seek) resets the window: random readers
-fetch only the blocks they touch. "Continues" allows two blocks of disorder,
+fetch only what they touch, and from uncompressed bodies only
+``random_read_size`` pieces rather than whole blocks. "Continues" allows two blocks of disorder,
 since the kernel sends parallel read-ahead requests that arrive out of order.
 """
 
@@ -68,8 +69,8 @@ class OpenFile:
         self._last_block = -1  # block the reader was in when the window last changed
         self._ahead = 0  # stream offset up to which read-ahead was requested
 
-    def _readahead(self, offset: int, end: int) -> tuple[int, int] | None:
-        """Update the access pattern; return a stream range to prefetch, if any."""
+    def _readahead(self, offset: int, end: int) -> tuple[bool, tuple[int, int] | None]:
+        """Update the access pattern; return whether the read is sequential and a stream range to prefetch."""
         with self._lock:
             pos = self._pos
             if pos is None:
@@ -81,9 +82,9 @@ class OpenFile:
             self._pos = max(pos, end) if (sequential and pos is not None) else end
             if not sequential:
                 self._window, self._ahead, self._last_block = 0, 0, -1
-                return None
+                return False, None
             if self._streak < 2 or self._max_window == 0 or self._stream is None:
-                return None
+                return True, None
             data_end = max(0, end - len(self._header))
             block = data_end // self._block
             if self._window == 0:
@@ -95,9 +96,9 @@ class OpenFile:
             target = min(self._stream.size, (block + 1 + self._window) * self._block)
             start = max(self._ahead, data_end)
             if target <= start:
-                return None
+                return True, None
             self._ahead = target
-            return start, target - start
+            return True, (start, target - start)
 
     def read(self, offset: int, length: int) -> bytes:
         """Return ``length`` bytes from ``offset`` (fewer only at the end of the file).
@@ -116,7 +117,7 @@ class OpenFile:
         end = min(self.size, offset + length)
         if offset >= end:
             return b""
-        ahead = self._readahead(offset, end)
+        sequential, ahead = self._readahead(offset, end)
         hlen = len(self._header)
         if end <= hlen:
             return self._header[offset:end]
@@ -125,7 +126,7 @@ class OpenFile:
             return self._header[offset:hlen]
         if ahead is not None:
             stream.prefetch_range(*ahead)
-        data = stream.read(max(offset - hlen, 0), end - max(offset, hlen))
+        data = stream.read(max(offset - hlen, 0), end - max(offset, hlen), random=not sequential)
         if offset >= hlen:
             return data
         return self._header[offset:] + data
@@ -160,12 +161,15 @@ class ReadPath:
         Bound on gzip snapshots held (about 37 KiB each).
     max_readahead_blocks : int
         Largest read-ahead window, in blocks (0 disables read-ahead).
+    random_read_size : int
+        Bytes a random (seeking) reader's cache miss fetches from an
+        uncompressed body, instead of a whole block.
     """
 
     def __init__(self, backend: StorageBackend, cache_bytes: int = 1 << 30, block_size: int = 8 << 20,
                  max_workers: int = 8, *, gzip_block_size: int | None = None,
                  checkpoint_interval: int | None = None, max_checkpoints: int = 2048,
-                 max_readahead_blocks: int = 8):
+                 max_readahead_blocks: int = 8, random_read_size: int = 512 << 10):
         if block_size <= 0 or max_workers <= 0:
             raise ValueError("block_size and max_workers must be positive")
         self.backend = backend
@@ -177,7 +181,8 @@ class ReadPath:
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="cc-read")
         self._io_executor = ThreadPoolExecutor(max_workers=max(2, max_workers // 2), thread_name_prefix="cc-fetch")
         self.ctx = ReadContext(backend=backend, cache=self.cache, executor=self._executor,
-                               block_size=block_size, locks=ObjectLocks(), io_executor=self._io_executor)
+                               block_size=block_size, locks=ObjectLocks(), io_executor=self._io_executor,
+                               random_read_size=random_read_size)
 
     # -- streams ---------------------------------------------------------------
     def array_stream(self, key: str, etag: str, body_size: int, meta: ArrayMeta) -> BlockStream:
