@@ -108,6 +108,15 @@ def read_all(f, chunk=100_003) -> bytes:
         out += data
 
 
+def run_workers(worker, seeds) -> None:
+    """Run ``worker(seed)`` on one thread per seed and wait for all (bounded by the deadline)."""
+    threads = [threading.Thread(target=worker, args=(s,)) for s in seeds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE)
+
+
 def sha256(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
@@ -438,11 +447,7 @@ def test_many_threads_random_reads(backend, kind):
             except Exception as exc:  # reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(DEADLINE)
+        run_workers(worker, range(8))
         assert not errors
         assert rp.cache.currsize <= rp.cache.capacity
 
@@ -605,11 +610,7 @@ def test_checkpoint_bound_shared_by_objects_read_concurrently(backend):
             except Exception as exc:  # reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=worker, args=(s,)) for s in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(DEADLINE)
+        run_workers(worker, range(6))
         assert not errors
         assert rp.wait_idle(DEADLINE)
         assert rp.gzip_index.stats().checkpoints <= 10

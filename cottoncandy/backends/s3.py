@@ -141,6 +141,12 @@ class S3Backend(StorageBackend):
         self._check_etag(key, etag, resp.get("ETag"))
         return resp
 
+    def _retry_or_raise(self, exc: StorageError, failures: int, key: str, where: str) -> None:
+        """Re-raise ``exc`` unless it is a body that broke off (:data:`BODY_FAILURES`) and attempts remain."""
+        if failures >= self.settings.max_attempts or not isinstance(exc.__cause__, BODY_FAILURES):
+            raise exc
+        logger.info("GET s3://%s/%s broke off %s (%s)", self.bucket, key, where, type(exc.__cause__).__name__)
+
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         """Return body bytes ``[start, end)``, short only at the end of the body.
 
@@ -166,10 +172,7 @@ class S3Backend(StorageBackend):
                     return resp["Body"].read()
             except StorageError as exc:
                 failures += 1
-                if failures >= self.settings.max_attempts or not isinstance(exc.__cause__, BODY_FAILURES):
-                    raise
-                logger.info("GET s3://%s/%s [%d, %d) broke off (%s); fetching it again", self.bucket, key,
-                            start, end, type(exc.__cause__).__name__)
+                self._retry_or_raise(exc, failures, key, f"in [{start}, {end}); fetching it again")
 
     def read_into(
         self,
@@ -259,10 +262,7 @@ class S3Backend(StorageBackend):
                             progress(n)
             except StorageError as exc:
                 failures += 1
-                if failures >= self.settings.max_attempts or not isinstance(exc.__cause__, BODY_FAILURES):
-                    raise
-                logger.info("GET s3://%s/%s broke off at byte %d (%s); resuming", self.bucket, key,
-                            position + done, type(exc.__cause__).__name__)
+                self._retry_or_raise(exc, failures, key, f"at byte {position + done}; resuming")
             finally:
                 body.close()
         return done
