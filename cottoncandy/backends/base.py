@@ -13,6 +13,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
 
+from ..errors import CottonCandyError
+
 #: ``progress(nbytes_done_since_last_call)``; called from worker threads.
 ProgressCallback = Callable[[int], None]
 
@@ -64,6 +66,24 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def head(self, key: str) -> ObjectInfo:
         """Return size, ETag and user metadata; raise ``ObjectNotFoundError``."""
+
+    def heads(self, keys: Sequence[str]) -> list["ObjectInfo | None | Exception"]:
+        """HEAD many keys at once; one result per key, in the order given.
+
+        Each result is the key's :class:`ObjectInfo`, ``None`` when the key
+        does not exist, or the ``CottonCandyError`` that HEAD raised for it (one
+        bad key does not fail the others). Backends with a cheaper way to keep
+        many requests in flight override this; the default asks one by one.
+        """
+        results: list[ObjectInfo | None | Exception] = []
+        for key in keys:
+            try:
+                results.append(self.head(key))
+            except FileNotFoundError:
+                results.append(None)
+            except CottonCandyError as exc:
+                results.append(exc)
+        return results
 
     @abc.abstractmethod
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
