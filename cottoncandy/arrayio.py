@@ -17,12 +17,11 @@ from .arrays import byte_view, decode_array_into, empty_for, encode_array
 from .backends.base import StorageBackend
 from .codecs import DEFAULT_COMPRESSION
 from .errors import ArrayFormatError
-from .metadata import ArrayMeta
+from .metadata import ARRAY_METADATA_KEYS, ArrayMeta
 from .progress import ProgressArg, progress_callback
 
 logger = logging.getLogger(__name__)
 
-RESERVED_METADATA = frozenset({"dtype", "shape", "compression", "order", "gzip"})
 
 
 def _compression_choice(compression: str | bool | None) -> str | None:
@@ -36,7 +35,7 @@ def _compression_choice(compression: str | bool | None) -> str | None:
 def upload_raw(backend: StorageBackend, key: str, array: Any, compression: str | bool | None,
                metadata: Mapping[str, str], progress: ProgressArg) -> None:
     """Encode ``array`` and write it under ``key`` with its array metadata."""
-    clash = RESERVED_METADATA & {k.lower() for k in metadata}
+    clash = ARRAY_METADATA_KEYS & {k.lower() for k in metadata}
     if clash:
         raise ValueError(f"metadata names {sorted(clash)} are reserved for the array description")
     body, array_meta = encode_array(array, _compression_choice(compression), key)

@@ -18,6 +18,8 @@ from .errors import ArrayFormatError, UnsupportedArrayError
 #: Largest array body we accept from metadata; beyond this the shape is nonsense.
 MAX_ARRAY_BYTES = 1 << 50
 MAX_NDIM = 64
+#: User metadata names that describe a raw array (reserved: user metadata may not use them).
+ARRAY_METADATA_KEYS = frozenset({"dtype", "shape", "compression", "order", "gzip"})
 
 
 def normalize_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:

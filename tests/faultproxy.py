@@ -90,6 +90,8 @@ class FaultProxy:
         Where clients connect (set once started).
     requests : int
         Requests received.
+    methods : collections.Counter
+        Requests received, by HTTP method (``HEAD``, ``GET``...).
     faults : collections.Counter
         Faults injected, by kind (``upstream_down`` counts requests the upstream refused).
     """
@@ -106,6 +108,7 @@ class FaultProxy:
         self._connections: set[socket.socket] = set()
         self.stall_bound, self.delay, self.cut_fraction = stall_bound, delay, cut_fraction
         self.requests = 0
+        self.methods: Counter = Counter()
         self.stalled = 0  # requests held right now
         self.faults: Counter = Counter()
         self.retarget(upstream)
@@ -193,6 +196,7 @@ class FaultProxy:
     def _choose(self, request: Request) -> str | None:
         with self._changed:
             self.requests += 1
+            self.methods[request.method] += 1
             self._changed.notify_all()
             for rule in self._queued:
                 kind, remaining, match = rule

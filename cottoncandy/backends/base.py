@@ -19,7 +19,7 @@ from ..errors import CottonCandyError
 ProgressCallback = Callable[[int], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectInfo:
     """What a HEAD (or a listing) knows of an object.
 
@@ -163,6 +163,11 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def list_buckets(self) -> list[str]:
         """Names of all buckets visible to the credentials."""
+
+    @property
+    def location(self) -> str:
+        """Where this bucket lives, as one string (endpoint and bucket): names it in caches."""
+        return f"{type(self).__name__}:{self.bucket}"
 
     def with_bucket(self, name: str) -> "StorageBackend":  # pragma: no cover - overridden
         """Return a backend of the same kind and settings for another bucket."""

@@ -61,6 +61,11 @@ class LocalBackend(StorageBackend):
     def __repr__(self) -> str:
         return f"LocalBackend({str(self.root)!r})"
 
+    @property
+    def location(self) -> str:
+        """``local:<root directory>``."""
+        return f"local:{self._real_root}"
+
     # -- paths -------------------------------------------------------------
     # Symbolic links inside the store are followed only while they resolve
     # inside it: one pointing outside is invisible in listings, reads as a

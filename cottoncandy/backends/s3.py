@@ -69,6 +69,11 @@ class S3Backend(StorageBackend):
     def __repr__(self) -> str:
         return f"S3Backend(bucket={self.bucket!r}, endpoint_url={self.credentials.endpoint_url!r})"
 
+    @property
+    def location(self) -> str:
+        """``s3:<endpoint>/<bucket>`` (AWS when no endpoint is set)."""
+        return f"s3:{(self.credentials.endpoint_url or 'https://s3.amazonaws.com').rstrip('/')}/{self.bucket}"
+
     def __getstate__(self) -> dict:
         # botocore clients do not pickle: ship credentials and settings, reconnect on arrival
         # (dask sends backends to workers).

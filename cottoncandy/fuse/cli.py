@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "throttling), with exponential backoff, before the read fails with EIO; a read "
                         "fails within about (N+1) x SECONDS plus the backoff (default: %(default)s)")
     parser.add_argument("--workers", type=positive_int, default=8, metavar="N", help="parallel GETs of the read path (default: %(default)s)")
+    parser.add_argument("--metadata-cache", default=None, metavar="DIR|off",
+                        help="directory of the persistent metadata index, which remembers each object's "
+                        "array metadata by ETag so that later mounts list without a HEAD per object; 'off' "
+                        "to keep nothing on disk (default: $XDG_CACHE_HOME/cottoncandy, i.e. "
+                        "~/.cache/cottoncandy)")
     parser.add_argument("--foreground", "-f", action="store_true",
                         help="stay in the foreground (default: return once the mount is live)")
     parser.add_argument("--allow-other", action="store_true",
@@ -192,6 +197,18 @@ def open_backend(args: argparse.Namespace, quick: bool = False):
 # -- serving ------------------------------------------------------------------
 
 
+def open_index(setting: str | None, location: str):
+    """The persistent metadata index for ``--metadata-cache`` (``None`` when ``off``)."""
+    from .metaindex import MetadataIndex, default_directory
+
+    if setting is not None and setting.strip().lower() == "off":
+        return None
+    directory = default_directory() if setting is None else os.path.abspath(os.path.expanduser(setting))
+    index = MetadataIndex(directory, location)
+    logger.debug("metadata index %s (%s)", index.path, "in use" if index.enabled else "unusable")
+    return index if index.enabled else None
+
+
 def tune_readahead(mountpoint: str, nbytes: int) -> None:
     """Let the kernel read ahead ``nbytes`` on the mount (``/sys/class/bdi``; root only).
 
@@ -220,7 +237,8 @@ def serve(args: argparse.Namespace, mountpoint: str, on_init: Callable[[], None]
     backend = open_backend(args)
     read_path = ReadPath(backend, cache_bytes=args.cache_size, block_size=args.block_size,
                          max_workers=args.workers)
-    tree = Tree(backend, prefix=args.prefix, ttl=args.ttl,
+    index = open_index(args.metadata_cache, backend.location)
+    tree = Tree(backend, prefix=args.prefix, ttl=args.ttl, index=index,
                 build_sparse=make_builder(read_path) if scipy_available() else None)
     max_read = min(args.block_size, 1 << 20) if fuse_major_version() >= 3 else 0
     def live() -> None:
@@ -259,6 +277,8 @@ def serve(args: argparse.Namespace, mountpoint: str, on_init: Callable[[], None]
     finally:
         tree.close()
         read_path.close()
+        if index is not None:
+            index.close()
         backend.close()
     logger.info("unmounted %s", mountpoint)
 
