@@ -256,7 +256,8 @@ class Interface:
         return objectio.read_body(self.backend, normalize_key(object_name))
 
     def download_stream(self, object_name: str, threads: int | None = None) -> objectio.CloudStream:
-        """Open an object for streaming: ``.content`` is a readable binary file, ``.metadata`` a dict."""
+        """Open an object for streaming: a readable binary file (``.read()``, ``with``) that also has
+        0.4.0's ``.content`` (the backend's stream) and ``.metadata`` (a dict)."""
         return objectio.open_cloud_stream(self.backend, normalize_key(object_name))
 
     def upload_from_file(self, flname: str, object_name: str | None = None, ExtraArgs: Mapping | None = None,
