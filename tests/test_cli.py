@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 
 import pytest
 
@@ -246,3 +247,30 @@ def test_profile_credentials_and_region_reach_the_server(rclone_server, capsys, 
     # without the profile the (wrong) CC_* keys are used and refused
     one_line_exit(capsys, [bucket, str(mountpoint), "--endpoint-url", rclone_server.endpoint_url],
                   "credentials refused by the server")
+
+
+# -- the background log file --------------------------------------------------------
+
+
+ROTATION_SCRIPT = """
+import logging, os, sys
+from pathlib import Path
+from cottoncandy.fuse import mountlog
+mountlog.LOG_MAX_BYTES = 4096
+mountlog.setup_logging("cottoncandy-mount", False, False, None, Path(sys.argv[1]))
+for i in range(400):
+    logging.getLogger("cottoncandy.test").info("line %d %s", i, "x" * 40)
+os.write(2, b"written to fd 2 after the rotations\\n")
+"""
+
+
+def test_background_log_is_rotated_and_keeps_stderr(tmp_path):
+    """The file stays bounded, and what C code writes to fd 2 lands in the current file."""
+    log = tmp_path / "state" / "mnt.log"
+    log.parent.mkdir(parents=True)
+    subprocess.run([sys.executable, "-c", ROTATION_SCRIPT, str(log)], env=mount_env(), check=True, timeout=60)
+    files = sorted(p.name for p in log.parent.iterdir())
+    assert files == ["mnt.log", "mnt.log.1", "mnt.log.2"]
+    assert all((log.parent / name).stat().st_size <= 4096 + 200 for name in files)
+    current = log.read_text()
+    assert "line 399" in current and "written to fd 2 after the rotations" in current
