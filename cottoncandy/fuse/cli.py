@@ -126,7 +126,7 @@ def open_backend(args: argparse.Namespace, quick: bool = False):
         raise MountError(str(exc)) from None
     except ValueError as exc:  # an endpoint URL that is not http(s)://, from the environment or config file
         raise MountError(f"{exc} (from CC_ENDPOINT_URL or the config file)") from None
-    where = getattr(getattr(backend, "credentials", None), "endpoint_url", None) or "AWS S3"
+    where = (backend.credentials.endpoint_url or "AWS S3") if args.backend == "s3" else "the local store"
     try:
         listing = backend.list_dir(_list_prefix(args))
     except BucketNotFoundError:

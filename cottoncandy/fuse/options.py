@@ -239,7 +239,8 @@ class MountArgumentParser(argparse.ArgumentParser):
             self.error(f"--cache-size {format_size(args.cache_size)} must hold at least two blocks "
                        f"(2 x --block-size {format_size(args.block_size)})")
         memory = physical_memory()
-        if memory is not None and args.cache_size > memory:
+        chosen = args.cache_size != parse_size(self.get_default("cache_size"))  # the default is only a cap
+        if chosen and memory is not None and args.cache_size > memory:
             self.error(f"--cache-size {format_size(args.cache_size)} is more than this machine's memory "
                        f"({format_size(memory)})")
         if args.allow_other and "allow_root" in args.fuse_options:
