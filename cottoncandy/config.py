@@ -67,18 +67,22 @@ MiB = 1 << 20
 class Credentials:
     """Resolved connection values; ``None`` fields are left to boto3.
 
-    The secret key never appears in ``repr`` or ``str``.
+    ``profile`` names an AWS profile (``~/.aws/config``) for boto3's session,
+    ``region`` the client's region. The secret key never appears in ``repr``
+    or ``str``.
     """
 
     access_key: str | None = None
     secret_key: str | None = field(default=None, repr=False)
     endpoint_url: str | None = None
+    profile: str | None = None
+    region: str | None = None
 
     def __repr__(self) -> str:
         secret = None if self.secret_key is None else "***"
         return (
             f"Credentials(access_key={self.access_key!r}, secret_key={secret!r}, "
-            f"endpoint_url={self.endpoint_url!r})"
+            f"endpoint_url={self.endpoint_url!r}, profile={self.profile!r}, region={self.region!r})"
         )
 
     __str__ = __repr__

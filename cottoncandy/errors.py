@@ -51,6 +51,14 @@ class AccessDeniedError(CottonCandyError, PermissionError):
     errno = _errno.EACCES
 
 
+class CredentialsMissingError(AccessDeniedError):
+    """No credentials were found (or the named profile does not exist): nothing was sent."""
+
+
+class CredentialsRefusedError(AccessDeniedError):
+    """The server did not accept the credentials (unknown access key, wrong secret, expired token)."""
+
+
 class InvalidKeyError(CottonCandyError, ValueError):
     """An object key is not allowed (``..`` segment, NUL byte, too long)."""
 

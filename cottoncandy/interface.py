@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -31,6 +32,8 @@ def make_backend(
     secret_key: str | None = None,
     endpoint_url: str | None = None,
     force_bucket_creation: bool = False,
+    profile: str | None = None,
+    region: str | None = None,
     **settings: Any,
 ) -> StorageBackend:
     """Build a storage backend.
@@ -46,6 +49,12 @@ def make_backend(
         (see :mod:`cottoncandy.config`).
     force_bucket_creation : bool
         Create the bucket (or directory) if it does not exist.
+    profile : str, optional
+        AWS profile whose credentials and region boto3 uses; keys from the
+        environment or the cottoncandy config file are then ignored (explicit
+        ``access_key``/``secret_key`` still win), as with ``aws --profile``.
+    region : str, optional
+        Region of the S3 client (default: the profile's, else boto3's).
     **settings
         :class:`cottoncandy.config.S3Settings` fields (``max_concurrency``,
         ``part_size``, ``max_attempts``, ``retry_mode``, timeouts...).
@@ -62,6 +71,10 @@ def make_backend(
     from .config import S3Settings, resolve_credentials, resolve_default_bucket
 
     credentials = resolve_credentials(access_key, secret_key, endpoint_url)
+    if profile and access_key is None:
+        credentials = replace(credentials, access_key=None, secret_key=None)
+    if profile or region:
+        credentials = replace(credentials, profile=profile or None, region=region or None)
     s3 = S3Backend(resolve_default_bucket(bucket_name), credentials, S3Settings(**settings))
     if force_bucket_creation and s3.bucket and not s3.exists_bucket(s3.bucket):
         s3.create_bucket(s3.bucket)
@@ -243,7 +256,8 @@ class Interface:
         return objectio.read_body(self.backend, normalize_key(object_name))
 
     def download_stream(self, object_name: str, threads: int | None = None) -> objectio.CloudStream:
-        """Open an object for streaming: ``.content`` is a readable binary file, ``.metadata`` a dict."""
+        """Open an object for streaming: a readable binary file (``.read()``, ``with``) that also has
+        0.4.0's ``.content`` (the backend's stream) and ``.metadata`` (a dict)."""
         return objectio.open_cloud_stream(self.backend, normalize_key(object_name))
 
     def upload_from_file(self, flname: str, object_name: str | None = None, ExtraArgs: Mapping | None = None,

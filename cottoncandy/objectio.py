@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
@@ -16,21 +16,47 @@ from .paths import join, normalize_key
 from .progress import ProgressArg, progress_callback
 
 
-@dataclass
-class CloudStream:
-    """An open object: ``content`` is a readable binary stream, ``metadata`` its user metadata.
+class CloudStream(io.RawIOBase):
+    """An open object, readable like a binary file: ``read``, ``readinto``, lines, ``with``.
 
-    Use it as a context manager, or close ``content`` when done.
+    It streams: the body is not held in memory. It is seekable when the
+    backend's stream is (local files; S3 bodies are not).
+
+    Attributes
+    ----------
+    content : binary file
+        The backend's stream (0.4.0's ``CloudStream.content``).
+    metadata : dict
+        The object's user metadata (0.4.0's ``CloudStream.metadata``).
     """
 
-    content: BinaryIO
-    metadata: dict[str, str]
+    def __init__(self, content: BinaryIO, metadata: dict[str, str]):
+        super().__init__()
+        self.content = content
+        self.metadata = metadata
 
-    def __enter__(self) -> "CloudStream":
-        return self
+    def readable(self) -> bool:
+        return True
 
-    def __exit__(self, *exc: object) -> None:
-        self.content.close()
+    def readinto(self, buffer) -> int:
+        return self.content.readinto(buffer)
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self.content.read() if size is None or size < 0 else self.content.read(size)
+
+    def seekable(self) -> bool:
+        return self.content.seekable()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.content.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.content.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.content.close()
+        super().close()
 
 
 def string_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:

@@ -61,12 +61,28 @@ def mount_command(bucket: str, mountpoint: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "cottoncandy.fuse.cli", str(bucket), str(mountpoint), *args]
 
 
+def installed_command() -> Path:
+    """The ``cottoncandy-mount`` console script of the environment running the tests."""
+    path = Path(sys.executable).parent / "cottoncandy-mount"
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"{path} is missing: install the package (pip install -e .)")
+    return path
+
+
 def mount_env(endpoint_url: str | None = None, access_key: str | None = None,
-              secret_key: str | None = None) -> dict[str, str]:
-    """Environment for a mount: credentials in ``CC_*`` variables, nothing from the user's config."""
+              secret_key: str | None = None, state_home: Path | None = None) -> dict[str, str]:
+    """Environment for a mount: credentials in ``CC_*`` variables, nothing from the user's config.
+
+    boto3 never asks the EC2 metadata service for credentials (no network beyond
+    loopback). ``state_home`` is the ``XDG_STATE_HOME`` where a background mount
+    without ``--log-file`` writes its log.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CC_"))}
     env["CC_CONFIG_FILE"] = os.devnull
     env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    if state_home is not None:
+        env["XDG_STATE_HOME"] = str(state_home)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if endpoint_url:
         env["CC_ENDPOINT_URL"] = endpoint_url

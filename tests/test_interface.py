@@ -120,6 +120,21 @@ def test_npy_json_pickle_objects(cci):
     with cci.download_stream("misc/raw") as stream:
         assert stream.content.read() == b"body"
         assert stream.metadata["tag"] == "x"
+    assert stream.closed
+
+
+def test_download_stream_reads_like_a_file(cci):
+    body = bytes(range(256)) * 4000 + b"\nlast line\n"
+    cci.upload_object("misc/stream", io.BytesIO(body), tag="y")
+    with cci.download_stream("misc/stream") as stream:
+        assert stream.readable() and stream.metadata["tag"] == "y"
+        assert stream.read(10) == body[:10]
+        buffer = bytearray(1000)
+        assert stream.readinto(buffer) == 1000 and bytes(buffer) == body[10:1010]
+        assert stream.read() == body[1010:]
+        assert stream.read() == b""
+    with cci.download_stream("misc/stream") as stream:
+        assert list(io.BufferedReader(stream))[-1] == b"last line\n"
 
 
 def test_glob_stays_in_segment(cci):

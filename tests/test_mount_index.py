@@ -261,7 +261,7 @@ def test_ls_l_needs_no_lookup_per_entry(tmp_path):
         store.write(f"d/x{i:02d}", arr.tobytes(), _meta(arr))
     env = mount_env()
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    with mounted(str(tmp_path / "store"), _mountpoint(tmp_path, "mnt"), ["--backend", "local", "--debug"],
+    with mounted(str(tmp_path / "store"), _mountpoint(tmp_path, "mnt"), ["--backend", "local", "--debug-wire"],
                  env) as mount:
         directory = mount.path / "d"
         os.listdir(mount.path)  # the kernel learns "d" itself

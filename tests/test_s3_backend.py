@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ProfileNotFound
 
 from cottoncandy.backends.s3 import S3Backend, make_client
 from cottoncandy.backends.s3errors import translate_error
@@ -14,6 +14,8 @@ from cottoncandy.config import Credentials, S3Settings
 from cottoncandy.errors import (
     AccessDeniedError,
     BucketNotFoundError,
+    CredentialsMissingError,
+    CredentialsRefusedError,
     ObjectNotFoundError,
     StorageError,
 )
@@ -35,8 +37,9 @@ def client_error(code: str, status: int, message: str = "msg") -> ClientError:
         ("NoSuchBucket", 404, BucketNotFoundError),
         ("AccessDenied", 403, AccessDeniedError),
         ("403", 403, AccessDeniedError),
-        ("InvalidAccessKeyId", 403, AccessDeniedError),
-        ("SignatureDoesNotMatch", 403, AccessDeniedError),
+        ("InvalidAccessKeyId", 403, CredentialsRefusedError),
+        ("SignatureDoesNotMatch", 403, CredentialsRefusedError),
+        ("ExpiredToken", 400, CredentialsRefusedError),
         ("PreconditionFailed", 412, ObjectNotFoundError),
         ("InternalError", 500, StorageError),
         ("SlowDown", 503, StorageError),
@@ -66,8 +69,35 @@ def test_connection_and_credential_errors():
         endpoint_url="http://127.0.0.1:1",
     )
     assert type(err) is StorageError and "http://127.0.0.1:1" in str(err)
-    err = translate_error(NoCredentialsError(), operation="GET", key="k")
-    assert isinstance(err, AccessDeniedError) and "CC_ACCESS_KEY" in str(err)
+    err = translate_error(NoCredentialsError(), operation="GET", key="k", endpoint_url="http://127.0.0.1:1")
+    assert type(err) is CredentialsMissingError and isinstance(err, AccessDeniedError)
+    assert "CC_ACCESS_KEY" in str(err) and "nothing was sent to http://127.0.0.1:1" in str(err)
+    err = translate_error(ProfileNotFound(profile="lab"), operation="connect")
+    assert type(err) is CredentialsMissingError and "no AWS profile 'lab'" in str(err)
+    refused = translate_error(client_error("SignatureDoesNotMatch", 403), operation="list", bucket="b",
+                              endpoint_url="http://127.0.0.1:1")
+    assert "credentials refused by the server (http://127.0.0.1:1)" in str(refused)
+    denied = translate_error(client_error("AccessDenied", 403), operation="list", bucket="b")
+    assert type(denied) is AccessDeniedError and "access denied by the server (AWS S3)" in str(denied)
+
+
+@pytest.mark.parametrize("url", ["s3.example.org", "s3.example.org:9000", "ftp://s3.example.org", "http://",
+                                 "http://host:port"])
+def test_endpoint_url_must_be_http_with_a_host(url):
+    with pytest.raises(ValueError, match="http:// or https://|invalid port"):
+        make_client(Credentials("ak", "sk", url))
+
+
+def test_client_profile_and_region(tmp_path, monkeypatch):
+    config = tmp_path / "aws-config"
+    config.write_text("[profile lab]\nregion = eu-north-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    assert make_client(Credentials("ak", "sk", "http://127.0.0.1:9", profile="lab")).meta.region_name == "eu-north-1"
+    assert make_client(Credentials("ak", "sk", "http://127.0.0.1:9", profile="lab",
+                                   region="ap-south-1")).meta.region_name == "ap-south-1"
+    with pytest.raises(CredentialsMissingError, match="no AWS profile 'nope'"):
+        make_client(Credentials(endpoint_url="http://127.0.0.1:9", profile="nope"))
 
 
 def test_client_config_for_custom_endpoint():

@@ -55,7 +55,8 @@ class LocalBackend(StorageBackend):
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
         if not self.root.is_dir():
-            raise BucketNotFoundError(f"local store {self.root} does not exist", str(self.root))
+            problem = "is not a directory" if self.root.exists() else "does not exist (no such directory)"
+            raise BucketNotFoundError(f"local store {self.root} {problem}", str(self.root))
         self._real_root = os.path.realpath(self.root)
 
     def __repr__(self) -> str:

@@ -10,11 +10,14 @@ botocore's debug logs cannot show the keys (:mod:`.s3logs`).
 from __future__ import annotations
 
 import threading
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ProfileNotFound
 
 from ..config import Credentials, S3Settings, is_aws_endpoint
+from .s3errors import translate_error
 from .s3logs import protect as protect_logs
 
 _client_lock = threading.Lock()
@@ -28,12 +31,22 @@ def make_client(credentials: Credentials | None = None, settings: S3Settings | N
     ----------
     credentials : Credentials, optional
         Resolved values (see :func:`cottoncandy.config.resolve_credentials`);
-        ``None`` fields are left to boto3's own chain.
+        ``None`` fields are left to boto3's own chain. A ``profile`` gets its
+        own boto3 session; ``region`` overrides the session's.
     settings : S3Settings, optional
         Retries, timeouts and pool size.
+
+    Raises
+    ------
+    ValueError
+        The endpoint URL is not ``http(s)://host[:port]``.
+    cottoncandy.errors.CredentialsMissingError
+        The profile does not exist.
     """
     credentials = credentials or Credentials()
     settings = settings or S3Settings()
+    if credentials.endpoint_url is not None:
+        check_endpoint_url(credentials.endpoint_url)
     # botocore's debug logs print the Authorization header, which names the access key
     protect_logs(credentials.access_key, credentials.secret_key)
     aws = is_aws_endpoint(credentials.endpoint_url)
@@ -50,8 +63,14 @@ def make_client(credentials: Credentials | None = None, settings: S3Settings | N
         options["response_checksum_validation"] = "when_required"
     explicit = credentials.access_key is not None and credentials.secret_key is not None
     with _client_lock:  # boto3 sessions are not thread-safe: create clients under a lock
-        session = _shared_session() if explicit else boto3.session.Session()
-        region = session.region_name or (None if aws else "us-east-1")
+        try:
+            if credentials.profile:
+                session = boto3.session.Session(profile_name=credentials.profile)
+            else:
+                session = _shared_session() if explicit else boto3.session.Session()
+            region = credentials.region or session.region_name or (None if aws else "us-east-1")
+        except ProfileNotFound as exc:
+            raise translate_error(exc, operation="connect") from exc
         return session.client(
             "s3",
             endpoint_url=credentials.endpoint_url,
@@ -60,6 +79,24 @@ def make_client(credentials: Credentials | None = None, settings: S3Settings | N
             aws_secret_access_key=credentials.secret_key,
             config=Config(**options),
         )
+
+
+def check_endpoint_url(url: str) -> str:
+    """Return ``url`` if it is an ``http://`` or ``https://`` URL with a host, else raise ``ValueError``.
+
+    botocore's own message ("Invalid endpoint: s3.example.org") does not say
+    what is missing, and it accepts other schemes that then fail on the first
+    request.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        hint = f" (e.g. https://{url.strip()})" if "//" not in url else ""
+        raise ValueError(f"endpoint URL {url!r} must start with http:// or https:// and name a host{hint}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(f"endpoint URL {url!r} has an invalid port") from None
+    return url.strip()
 
 
 def _shared_session():

@@ -4,6 +4,14 @@ Messages name the operation, bucket and key, the S3 error code and the HTTP
 status. They never carry credentials: server messages of authentication errors
 (which may echo the access key or the string to sign) are dropped, and any
 other server message is scrubbed of the secrets the caller passes in.
+
+Authentication failures come in three kinds, so that a user knows what to fix:
+no credentials at all or an unknown profile (:class:`CredentialsMissingError`:
+nothing was sent), keys the server does not accept
+(:class:`CredentialsRefusedError`: unknown access key, wrong secret, expired
+token), and any other refusal (:class:`AccessDeniedError`: valid keys without
+the permission, or a bare 403 without an error code, as HEAD answers carry
+no body).
 """
 
 from __future__ import annotations
@@ -17,12 +25,15 @@ from botocore.exceptions import (
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
+    ProfileNotFound,
 )
 
 from ..errors import (
     AccessDeniedError,
     BucketNotFoundError,
     CottonCandyError,
+    CredentialsMissingError,
+    CredentialsRefusedError,
     ObjectNotFoundError,
     StorageError,
 )
@@ -36,13 +47,14 @@ ERROR_CODES: dict[str, type[CottonCandyError]] = {
     "AccessDenied": AccessDeniedError,
     "403": AccessDeniedError,
     "Forbidden": AccessDeniedError,
-    "InvalidAccessKeyId": AccessDeniedError,
-    "SignatureDoesNotMatch": AccessDeniedError,
+    # the server did not accept the keys themselves (AccessDenied may also mean "no permission")
+    "InvalidAccessKeyId": CredentialsRefusedError,
+    "SignatureDoesNotMatch": CredentialsRefusedError,
+    "ExpiredToken": CredentialsRefusedError,
+    "InvalidToken": CredentialsRefusedError,
+    "TokenRefreshRequired": CredentialsRefusedError,
     "AllAccessDisabled": AccessDeniedError,
     "AccountProblem": AccessDeniedError,
-    "ExpiredToken": AccessDeniedError,
-    "InvalidToken": AccessDeniedError,
-    "TokenRefreshRequired": AccessDeniedError,
     "RequestTimeTooSkewed": AccessDeniedError,
     # An If-Match that no longer matches: the object we were reading changed.
     "PreconditionFailed": ObjectNotFoundError,
@@ -95,7 +107,7 @@ def translate_error(
     bucket, key : str, optional
         What it was done to; named in the message and stored on the error.
     endpoint_url : str, optional
-        Named in connection-error messages.
+        Named in connection and authentication messages (``None``: AWS S3).
     secrets : iterable of str
         Strings to mask if a server message echoes them.
 
@@ -106,6 +118,7 @@ def translate_error(
     """
     secrets = tuple(secrets)
     where = _target(bucket, key)
+    server = endpoint_url or "AWS S3"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {}) or {}
         code = str(error.get("Code", "") or "")
@@ -122,19 +135,31 @@ def translate_error(
                 detail += ": " + _scrub(server_message, secrets)
         if cls is ObjectNotFoundError:
             return ObjectNotFoundError(f"{operation} {where}: no such object [{detail}]", key)
-        if cls is AccessDeniedError:
+        if cls is CredentialsRefusedError:
+            return CredentialsRefusedError(
+                f"{operation} {where}: credentials refused by the server ({server}) [{detail}]; check the "
+                "access key and secret key", key
+            )
+        if issubclass(cls, AccessDeniedError):
             return AccessDeniedError(
-                f"{operation} {where}: access denied [{detail}]; check the credentials and permissions", key
+                f"{operation} {where}: access denied by the server ({server}) [{detail}]; check the "
+                "credentials and permissions", key
             )
         return cls(f"{operation} {where} failed: {detail}", key)
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        return AccessDeniedError(
-            f"{operation} {where}: no S3 credentials found (give them as arguments, in CC_ACCESS_KEY/"
-            "CC_SECRET_KEY, in the cottoncandy config file or in the AWS configuration)",
+        return CredentialsMissingError(
+            f"{operation} {where}: no S3 credentials found, nothing was sent to {server} (give them as "
+            "arguments, in CC_ACCESS_KEY/CC_SECRET_KEY, in the cottoncandy config file or in the AWS "
+            "configuration)",
             key,
         )
+    if isinstance(exc, ProfileNotFound):
+        profile = exc.kwargs.get("profile", "")
+        return CredentialsMissingError(
+            f"no AWS profile {profile!r} (looked up in ~/.aws/config and ~/.aws/credentials, or "
+            "AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE)", key
+        )
     if isinstance(exc, (BotoConnectionError, HTTPClientError)):
-        server = endpoint_url or "the S3 endpoint"
         return StorageError(
             f"{operation} {where}: connection to {server} failed ({type(exc).__name__}); "
             "is the server running and reachable?",

@@ -40,6 +40,14 @@ logger = logging.getLogger(__name__)
 
 #: Library names tried, best first, for ``ctypes.util.find_library``.
 _PREFERRED_LIBRARIES = ("fuse3",)
+#: ``max_idle_threads`` given to libfuse 3. Its ``fuse_main_real`` (which mfusepy calls)
+#: defaults the option to UINT_MAX ("never stop idle threads", new in 3.12) and then hands
+#: that default to ``fuse_loop_cfg_set_idle_threads``, which in 3.12 to 3.14.0 (Debian 12)
+#: rejects it with "Ignoring invalid max threads value 4294967295 > max (100000)." at every
+#: mount (fixed upstream in 3.14.1, commit 2da03e3). Setting the option explicitly avoids
+#: the message; 10 is libfuse's own cap on worker threads (FUSE_LOOP_MT_DEF_MAX_THREADS, also
+#: the idle default before 3.12), so no worker is ever stopped, as with the default.
+LIBFUSE3_MAX_IDLE_THREADS = 10
 
 
 class FuseUnavailableError(CottonCandyError, OSError):
@@ -202,6 +210,9 @@ def run_fuse(operations: object, mountpoint: str, **options: object) -> None:
         Directory to mount on.
     **options
         Passed to ``mfusepy.FUSE`` (``foreground``, ``nothreads``, mount
-        options such as ``ro`` or ``fsname``).
+        options such as ``ro`` or ``fsname``). With libfuse 3,
+        ``max_idle_threads`` defaults to :data:`LIBFUSE3_MAX_IDLE_THREADS`.
     """
+    if fuse_major_version() >= 3:
+        options.setdefault("max_idle_threads", LIBFUSE3_MAX_IDLE_THREADS)
     fuse_class()(operations, mountpoint, raw_fi=True, **options)

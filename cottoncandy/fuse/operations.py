@@ -7,8 +7,8 @@ becomes ``EIO``, logged once with the key it is about. A bad object never
 takes the mount down; only that file answers ``EIO``.
 
 The mount is read-only: every call that would change something answers
-``EROFS``. Files are ``0444`` and directories ``0555``, owned by the user
-who mounted. An open file pins the version (ETag) it opened; the kernel page
+``EROFS``. Files are ``0444`` and directories ``0555`` less the ``umask``,
+owned by ``uid``/``gid`` (default: the user who mounted). An open file pins the version (ETag) it opened; the kernel page
 cache is kept across opens while the version does not change.
 
 Listings carry every entry's attributes (readdirplus, see
@@ -133,6 +133,8 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         Opens sources and serves reads from the block cache.
     uid, gid : int, optional
         Owner of every file (default: the mounting process's).
+    umask : int
+        Permission bits removed from :data:`FILE_MODE` and :data:`DIR_MODE`.
     kernel_timeout : float
         Seconds the kernel may cache names and attributes.
     block_size : int
@@ -152,6 +154,7 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         read_path: Any,
         uid: int | None = None,
         gid: int | None = None,
+        umask: int = 0,
         kernel_timeout: float = 1.0,
         block_size: int = 8 << 20,
         max_read: int = 0,
@@ -161,6 +164,8 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         self.read_path = read_path
         self.uid = os.getuid() if uid is None else uid
         self.gid = os.getgid() if gid is None else gid
+        self.file_mode = FILE_MODE & ~umask
+        self.dir_mode = DIR_MODE & ~umask
         self.kernel_timeout = kernel_timeout
         self.block_size = block_size
         self.max_read = max_read
@@ -204,7 +209,7 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         mtime = int(entry.mtime * 1e9)
         common = {"st_uid": self.uid, "st_gid": self.gid, "st_mtime": mtime, "st_ctime": mtime, "st_atime": mtime}
         if entry.is_dir:
-            return {"st_mode": DIR_MODE, "st_nlink": 2, "st_size": 0, **common}
+            return {"st_mode": self.dir_mode, "st_nlink": 2, "st_size": 0, **common}
         if size is None:
             size = entry.size
         if size is None:
@@ -212,7 +217,7 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
                 return {"st_mode": FILE_MODE}
             size = self.tree.size(entry)
         return {
-            "st_mode": FILE_MODE,
+            "st_mode": self.file_mode,
             "st_nlink": 1,
             "st_size": size,
             "st_blocks": (size + 511) // 512,
@@ -296,7 +301,9 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
             out["shape"] = ",".join(map(str, entry.manifest.shape))  # type: ignore[union-attr]
         elif entry.kind is Kind.SPARSE:
             out["shape"] = ",".join(map(str, entry.manifest.shape))  # type: ignore[union-attr]
-        return {XATTR_PREFIX + k: v for k, v in out.items() if v}
+        # values are shown as stored: a 0-d array's shape is empty, like its metadata;
+        # only the bucket root has no key
+        return {XATTR_PREFIX + k: v for k, v in out.items() if v or k != "key"}
 
     @_translated
     def listxattr(self, path: str) -> list[str]:
