@@ -51,6 +51,10 @@ class AccessDeniedError(CottonCandyError, PermissionError):
     errno = _errno.EACCES
 
 
+class CredentialsRefusedError(AccessDeniedError):
+    """The server refused the credentials themselves (unknown access key, wrong secret, expired token)."""
+
+
 class InvalidKeyError(CottonCandyError, ValueError):
     """An object key is not allowed (``..`` segment, NUL byte, too long)."""
 

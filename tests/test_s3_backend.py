@@ -14,6 +14,7 @@ from cottoncandy.config import Credentials, S3Settings
 from cottoncandy.errors import (
     AccessDeniedError,
     BucketNotFoundError,
+    CredentialsRefusedError,
     ObjectNotFoundError,
     StorageError,
 )
@@ -35,8 +36,9 @@ def client_error(code: str, status: int, message: str = "msg") -> ClientError:
         ("NoSuchBucket", 404, BucketNotFoundError),
         ("AccessDenied", 403, AccessDeniedError),
         ("403", 403, AccessDeniedError),
-        ("InvalidAccessKeyId", 403, AccessDeniedError),
-        ("SignatureDoesNotMatch", 403, AccessDeniedError),
+        ("InvalidAccessKeyId", 403, CredentialsRefusedError),
+        ("SignatureDoesNotMatch", 403, CredentialsRefusedError),
+        ("ExpiredToken", 400, CredentialsRefusedError),
         ("PreconditionFailed", 412, ObjectNotFoundError),
         ("InternalError", 500, StorageError),
         ("SlowDown", 503, StorageError),

@@ -13,6 +13,9 @@ import abc
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
 
+from ..errors import BucketNotFoundError
+from ..paths import normalize_prefix
+
 #: ``progress(nbytes_done_since_last_call)``; called from worker threads.
 ProgressCallback = Callable[[int], None]
 
@@ -143,6 +146,23 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def list_buckets(self) -> list[str]:
         """Names of all buckets visible to the credentials."""
+
+    def check_access(self, prefix: str = "") -> None:
+        """Make sure the bucket exists and the keys under ``prefix`` can be listed.
+
+        What a mount needs before it starts (``cottoncandy-mount --prefix``).
+
+        Raises
+        ------
+        BucketNotFoundError
+            The bucket (or the local directory) does not exist.
+        AccessDeniedError
+            The credentials are refused (:class:`~cottoncandy.errors.CredentialsRefusedError`),
+            or they may not list ``prefix``.
+        """
+        if not self.exists_bucket():
+            raise BucketNotFoundError(f"no such bucket: {self.bucket}", self.bucket)
+        self.list_dir(normalize_prefix(prefix))
 
     def with_bucket(self, name: str) -> "StorageBackend":  # pragma: no cover - overridden
         """Return a backend of the same kind and settings for another bucket."""

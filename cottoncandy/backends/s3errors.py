@@ -23,6 +23,7 @@ from ..errors import (
     AccessDeniedError,
     BucketNotFoundError,
     CottonCandyError,
+    CredentialsRefusedError,
     ObjectNotFoundError,
     StorageError,
 )
@@ -36,13 +37,14 @@ ERROR_CODES: dict[str, type[CottonCandyError]] = {
     "AccessDenied": AccessDeniedError,
     "403": AccessDeniedError,
     "Forbidden": AccessDeniedError,
-    "InvalidAccessKeyId": AccessDeniedError,
-    "SignatureDoesNotMatch": AccessDeniedError,
+    # The credentials themselves are refused (a policy refusing an operation says AccessDenied).
+    "InvalidAccessKeyId": CredentialsRefusedError,
+    "SignatureDoesNotMatch": CredentialsRefusedError,
+    "ExpiredToken": CredentialsRefusedError,
+    "InvalidToken": CredentialsRefusedError,
+    "TokenRefreshRequired": CredentialsRefusedError,
     "AllAccessDisabled": AccessDeniedError,
     "AccountProblem": AccessDeniedError,
-    "ExpiredToken": AccessDeniedError,
-    "InvalidToken": AccessDeniedError,
-    "TokenRefreshRequired": AccessDeniedError,
     "RequestTimeTooSkewed": AccessDeniedError,
     # An If-Match that no longer matches: the object we were reading changed.
     "PreconditionFailed": ObjectNotFoundError,
@@ -122,6 +124,12 @@ def translate_error(
                 detail += ": " + _scrub(server_message, secrets)
         if cls is ObjectNotFoundError:
             return ObjectNotFoundError(f"{operation} {where}: no such object [{detail}]", key)
+        if cls is CredentialsRefusedError:
+            return CredentialsRefusedError(
+                f"{operation} {where}: the server refused the credentials [{detail}]; check the access key "
+                "and the secret key, and which source they came from (arguments, CC_ACCESS_KEY/CC_SECRET_KEY, "
+                "the cottoncandy config file, ~/.passwd-s3fs, the AWS configuration)", key
+            )
         if cls is AccessDeniedError:
             return AccessDeniedError(
                 f"{operation} {where}: access denied [{detail}]; check the credentials and permissions", key

@@ -170,15 +170,14 @@ def check_fuse() -> None:
 
 def open_backend(args: argparse.Namespace, quick: bool = False):
     """Connect to the bucket and prove it can be listed, or raise :class:`MountError`."""
-    from ..interface import make_backend
+    from ..connect import make_backend
 
     where = args.endpoint_url or os.environ.get("CC_ENDPOINT_URL") or "the default endpoint"
     settings = s3_settings(args, quick) if args.backend == "s3" else {}
     try:
-        backend = make_backend(args.bucket, args.backend, endpoint_url=args.endpoint_url, **settings)
-        if not backend.exists_bucket():
-            raise BucketNotFoundError(args.bucket)
-        backend.list_dir(args.prefix.strip("/") + "/" if args.prefix.strip("/") else "")
+        backend = make_backend(args.bucket, args.backend, endpoint_url=args.endpoint_url,
+                               force_bucket_creation=False, **settings)
+        backend.check_access(args.prefix)
     except BucketNotFoundError:
         raise MountError(f"no such bucket: {args.bucket} at {where}") from None
     except AccessDeniedError as exc:
