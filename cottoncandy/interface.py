@@ -206,13 +206,11 @@ class Interface:
     def rm(self, object_name: str, recursive: bool = False, delete: bool = True) -> bool:
         """Delete an object, or with ``recursive=True`` everything below a directory.
 
-        Returns ``True`` if something was deleted, ``False`` if nothing matched.
-        Never deletes siblings that only share a string prefix.
-
-        Raises
-        ------
-        IsADirectoryError
-            ``object_name`` is a directory and ``recursive`` is false.
+        Returns ``True`` if something was deleted, ``False`` if nothing was:
+        nothing matched, or ``object_name`` is a directory and ``recursive`` is
+        false (a warning says to use it, as 0.4.0 printed; its documented
+        ``cci.rm('data/experiment')`` must not stop a script). Never deletes
+        siblings that only share a string prefix.
         """
         key = normalize_key(object_name).rstrip("/")
         if not object_name.endswith("/") and listing.exists_object(self.backend, key):
@@ -220,7 +218,8 @@ class Interface:
             return True
         if listing.is_prefix(self.backend, key):
             if not recursive:
-                raise IsADirectoryError(f"cannot remove '{key}': it is a directory; use recursive=True")
+                logger.warning("cannot remove '%s': it is a directory; use recursive=True to remove the branch", key)
+                return False
             count = listing.remove_tree(self.backend, key)
             logger.info("deleted %d objects under %s/", count, key)
             return True

@@ -13,7 +13,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
 
-from ..errors import BucketNotFoundError
+from ..errors import AccessDeniedError, BucketNotFoundError, CredentialsRefusedError
 from ..paths import normalize_prefix
 
 #: ``progress(nbytes_done_since_last_call)``; called from worker threads.
@@ -162,7 +162,15 @@ class StorageBackend(abc.ABC):
         """
         if not self.exists_bucket():
             raise BucketNotFoundError(f"no such bucket: {self.bucket}", self.bucket)
-        self.list_dir(normalize_prefix(prefix))
+        prefix = normalize_prefix(prefix)
+        try:
+            self.list_dir(prefix)
+        except CredentialsRefusedError:
+            raise
+        except AccessDeniedError as exc:
+            where = f"the prefix {prefix!r}" if prefix else "the bucket root"
+            raise AccessDeniedError(f"{exc}; these credentials may not list {where} (policies often "
+                                    "allow listing only some prefixes)", prefix) from exc
 
     def with_bucket(self, name: str) -> "StorageBackend":  # pragma: no cover - overridden
         """Return a backend of the same kind and settings for another bucket."""
