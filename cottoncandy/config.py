@@ -3,7 +3,7 @@
 Nothing here runs at import time: every function reads the environment and the
 files when called, and no function ever creates or writes a file.
 
-Each value is resolved on its own, first match wins:
+Values are resolved when asked for, first match wins:
 
 =================  ==========================================================
 access/secret key  1. arguments (``get_interface(..., ACCESS_KEY=..., SECRET_KEY=...)``)

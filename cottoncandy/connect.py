@@ -10,10 +10,13 @@ clear message instead of at the first transfer.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends.base import StorageBackend
 from .errors import BucketNotFoundError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .backends.s3 import S3Backend
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +98,11 @@ def make_backend(
     return store
 
 
-def _open_bucket(store: StorageBackend, create: bool) -> None:
-    """Check that the backend's bucket exists; create it if asked to."""
+def _open_bucket(store: "S3Backend", create: bool) -> None:
+    """Check that the S3 bucket exists; create it if asked to."""
     if store.exists_bucket():
         return
-    where = getattr(getattr(store, "credentials", None), "endpoint_url", None) or "AWS"
+    where = store.credentials.endpoint_url or "AWS"
     if not create:
         raise BucketNotFoundError(
             f"bucket {store.bucket!r} does not exist at {where} (pass force_bucket_creation=True to create it)",

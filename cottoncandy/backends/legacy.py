@@ -41,9 +41,9 @@ def listing_options(kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return prefix, {name: value for name, value in options.items() if value is not None}
 
 
-def describe(objects: list, name_of=lambda o: o.key) -> list[str]:
-    """0.4.0's ``print_objects`` lines: name, local modification time and size in MiB."""
-    names = [name_of(o) for o in objects]
+def describe(objects: list) -> list[str]:
+    """0.4.0's ``print_objects`` lines: key, local modification time and size in MiB."""
+    names = [o.key for o in objects]
     width = min(max(map(len, names), default=0) + 3, 70)
     return [f"{name[-100:]:<{width}} {o.last_modified.astimezone():%Y/%m/%d (%H:%M:%S)} "
             f"{round(o.size / 2 ** 20, 1)}M" for name, o in zip(names, objects)]

@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Mount an S3 bucket (or a local cottoncandy store) read-only. Arrays appear as "
         ".npy files decoded on the fly, prefixes as directories, dask arrays as one .npy and sparse "
-        "matrices as .npz. Credentials come from CC_ACCESS_KEY/CC_SECRET_KEY, "
-        "~/.config/cottoncandy/options.cfg or boto3's own chain (AWS_* variables, profiles), never "
+        "matrices as .npz. Credentials come from CC_ACCESS_KEY/CC_SECRET_KEY, ~/.config/cottoncandy/options.cfg, "
+        "~/.passwd-s3fs or boto3's own chain (AWS_* variables, profiles), never "
         "from the command line. Unmount with 'fusermount3 -u MOUNTPOINT'.",
     )
     parser.add_argument("bucket", metavar="BUCKET", help="bucket name (a directory with --backend local)")
