@@ -454,7 +454,7 @@ class S3Backend(StorageBackend):
             raise
         except AccessDeniedError:
             if not isinstance(refused, AccessDeniedError):
-                raise refused from None
+                raise refused
             logger.info("bucket %r: HeadBucket and listing its root are refused; assuming it exists", name)
         return True
 
