@@ -15,7 +15,6 @@ import numpy as np
 
 from .arrays import byte_view, decode_array_into, empty_for, encode_array
 from .backends.base import StorageBackend
-from .codecs import DEFAULT_COMPRESSION
 from .errors import ArrayFormatError
 from .metadata import ARRAY_METADATA_KEYS, ArrayMeta
 from .progress import ProgressArg, progress_callback
@@ -24,21 +23,17 @@ logger = logging.getLogger(__name__)
 
 
 
-def _compression_choice(compression: str | bool | None) -> str | None:
-    if compression is True:
-        return DEFAULT_COMPRESSION
-    if compression is False or compression is None:
-        return None
-    return compression
-
-
 def upload_raw(backend: StorageBackend, key: str, array: Any, compression: str | bool | None,
                metadata: Mapping[str, str], progress: ProgressArg) -> None:
-    """Encode ``array`` and write it under ``key`` with its array metadata."""
+    """Encode ``array`` and write it under ``key`` with its array metadata.
+
+    ``compression`` is read by :func:`cottoncandy.codecs.normalize_compression`
+    (``True``: the default codec; ``False``/``None``: raw bytes).
+    """
     clash = ARRAY_METADATA_KEYS & {k.lower() for k in metadata}
     if clash:
         raise ValueError(f"metadata names {sorted(clash)} are reserved for the array description")
-    body, array_meta = encode_array(array, _compression_choice(compression), key)
+    body, array_meta = encode_array(array, compression, key)
     nbytes = memoryview(body).nbytes
     with progress_callback(progress, nbytes, f"upload {key}") as callback:
         backend.write(key, body, {**metadata, **array_meta}, callback)

@@ -76,8 +76,10 @@ def encode_array(
     arr : array_like
         Array or numpy scalar; any memory layout.
     compression : str, bool or None
-        ``None``/``False`` for an uncompressed body, ``'gzip'``, or a numcodecs
-        id (``'Blosc'``, ``'Zstd'``, ``'LZ4'``...). Empty arrays are always
+        ``None``/``False`` for an uncompressed body, ``True`` for the default
+        codec (:data:`~cottoncandy.codecs.DEFAULT_COMPRESSION`), ``'gzip'``, or a
+        numcodecs id (``'Blosc'``, ``'Zstd'``, ``'LZ4'``...); read by
+        :func:`~cottoncandy.codecs.normalize_compression`. Empty arrays are always
         stored uncompressed, and bodies over a codec's size limit (Blosc, LZ4:
         ~2 GiB) are compressed with Zstd; the metadata says what was used.
     key : str, optional

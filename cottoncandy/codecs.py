@@ -70,6 +70,8 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC = b"\x1f\x8b"
 _IN_STEP = 1 << 20
 _OUT_STEP = 8 << 20
+#: Strings (lower-cased) that mean "no compression".
+_UNCOMPRESSED = frozenset({"false", "none", "", "0"})
 _DECODE_ERRORS = (ValueError, RuntimeError, TypeError, OSError, EOFError, OverflowError,
                   MemoryError, zlib.error, lzma.LZMAError)
 
@@ -83,28 +85,42 @@ def _byte_view(data: BytesLike | np.ndarray) -> memoryview:
 
 
 def normalize_compression(compression: str | bool | None) -> str | None:
-    """Map the ways of saying "no compression" to ``None``.
+    """The one reading of a ``compression`` value, for arguments and stored metadata alike.
+
+    Every API that takes ``compression`` (``upload_raw_array``,
+    :func:`~cottoncandy.arrays.encode_array`, ``dict2cloud``...) and every
+    ``compression`` metadata value goes through this function.
 
     Parameters
     ----------
     compression : str, bool or None
-        ``None``, ``False``, ``'False'``, ``'none'``, ``''`` mean uncompressed;
-        ``True`` means ``'gzip'`` (0.4.0's legacy ``gzip=True``); any other
-        string is returned stripped.
+        ``None``, ``False`` and the strings ``'False'``, ``'None'``, ``''``,
+        ``'0'`` (any case) mean uncompressed. ``True`` and ``'True'`` mean
+        the default codec, :data:`DEFAULT_COMPRESSION` (0.4.0's ``True`` meant
+        "the configured default" too). Any other string is a codec name,
+        returned stripped.
 
     Returns
     -------
     str or None
+        A codec name, or ``None`` for uncompressed.
+
+    Raises
+    ------
+    UnknownCodecError
+        For values that are neither a bool, ``None`` nor a string.
     """
     if compression is None or compression is False:
         return None
     if compression is True:
-        return "gzip"
+        return DEFAULT_COMPRESSION
     if not isinstance(compression, str):
-        raise UnknownCodecError(f"compression must be a codec name, not {compression!r}")
+        raise UnknownCodecError(f"compression must be a codec name, True or False, not {compression!r}")
     text = compression.strip()
-    if text.lower() in ("false", "none", "", "0"):
+    if text.lower() in _UNCOMPRESSED:
         return None
+    if text.lower() == "true":
+        return DEFAULT_COMPRESSION
     return text
 
 
@@ -368,13 +384,14 @@ def _lookup(codec_id: str) -> Codec:
 
 
 def get_codec(compression: str | bool | None, key: str | None = None) -> Codec:
-    """Return the codec for a ``compression`` metadata value.
+    """Return the codec for a ``compression`` argument or metadata value.
 
     Parameters
     ----------
     compression : str, bool or None
-        ``None``/``False``/``'False'`` for uncompressed, ``'gzip'``, or a
-        numcodecs id in any case (``'Zstd'``, ``'lz4'``, ``'BLOSC'``...).
+        Read by :func:`normalize_compression`: ``None``/``False``/``'False'``
+        for uncompressed, ``True`` for :data:`DEFAULT_COMPRESSION`, ``'gzip'``,
+        or a numcodecs id in any case (``'Zstd'``, ``'lz4'``, ``'BLOSC'``...).
     key : str, optional
         Object key, named in errors.
 

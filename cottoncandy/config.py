@@ -1,49 +1,47 @@
-"""Credential and transfer-settings resolution.
+"""Where connection values and settings come from.
 
 Nothing here runs at import time: every function reads the environment and the
-config file when called, and no function ever creates or writes a file.
+files when called, and no function ever creates or writes a file.
 
-Credentials and the endpoint are resolved per value, first match wins:
+Values are resolved when asked for, first match wins:
 
-1. explicit arguments (``get_interface(..., ACCESS_KEY=..., endpoint_url=...)``);
-2. environment variables:
+=================  ==========================================================
+access/secret key  1. arguments (``get_interface(..., ACCESS_KEY=..., SECRET_KEY=...)``)
+                   2. ``CC_ACCESS_KEY`` / ``CC_SECRET_KEY``
+                   3. the cottoncandy config file, ``[login] access_key/secret_key``
+                   4. ``~/.passwd-s3fs`` (s3fs-fuse's file, read by 0.4.0 too)
+                   5. boto3's own chain (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``,
+                      ``~/.aws/credentials``, instance roles...)
+endpoint           argument > ``CC_ENDPOINT_URL`` > ``[login] endpoint_url`` > boto3
+bucket             argument > ``CC_DEFAULT_BUCKET`` > ``[basic] default_bucket``
+bucket creation    argument > ``[basic] force_bucket_creation`` > no
+signature version  a ``botocore.config.Config`` argument > ``[basic] signature_version`` > SigV4
+=================  ==========================================================
 
-   ``CC_ACCESS_KEY``
-       S3 access key id.
-   ``CC_SECRET_KEY``
-       S3 secret access key.
-   ``CC_ENDPOINT_URL``
-       URL of the S3-compatible server (``https://s3.example.org``).
-   ``CC_DEFAULT_BUCKET``
-       Bucket used when none is given.
-   ``CC_CONFIG_FILE``
-       Path of the cottoncandy config file to read instead of the default.
+The two keys go together: a source that holds only one of them is skipped
+with a warning. ``False``, ``None`` (any case), an empty value and the
+placeholders 0.4.0's docs used (``auto``, ``KEYSNOTFOUND``, ``ACCESS_KEY``...)
+mean "not set", in arguments, ``CC_*`` variables and the config file alike.
 
-3. the cottoncandy config file in the 0.4.0 format::
-
-       [login]
-       access_key = ...
-       secret_key = ...
-       endpoint_url = https://...
-       [basic]
-       default_bucket = ...
-
-   looked up at ``$CC_CONFIG_FILE``, else ``~/.config/cottoncandy/options.cfg``
-   (``$XDG_CONFIG_HOME``), else where cottoncandy 0.4.0 wrote it,
-   ``~/.local/share/cottoncandy/options.cfg`` (``$XDG_DATA_HOME``).
-   Placeholder values 0.4.0 wrote (``auto``, ``KEYSNOTFOUND``,
-   ``ACCESS_KEY``...) count as unset;
-4. otherwise ``None``, so boto3 applies its own chain (``AWS_ACCESS_KEY_ID``,
-   ``AWS_PROFILE``, ``~/.aws/credentials``, instance roles...).
+The config file is 0.4.0's ``options.cfg``, looked up at ``$CC_CONFIG_FILE``,
+else ``~/.config/cottoncandy/options.cfg`` (``$XDG_CONFIG_HOME``; on macOS
+``~/Library/Application Support/cottoncandy/options.cfg``), else
+``~/.local/share/cottoncandy/options.cfg`` (``$XDG_DATA_HOME``). The keys
+named above are honoured; the others 0.4.0 wrote (``default_acl``,
+``threads``, ``[upload_settings]``, ``[compression]``...) are ignored. The
+endpoint 0.4.0 wrote by default, ``https://s3.amazonaws.com/``, is left to
+boto3 (plain AWS). A file that is not valid INI is ignored with one warning
+naming it.
 """
 
 from __future__ import annotations
 
-import configparser
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any, Mapping
+
+from .configfiles import TRUE_WORDS, is_set, read_config_file, read_passwd_s3fs
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +49,6 @@ ENV_ACCESS_KEY = "CC_ACCESS_KEY"
 ENV_SECRET_KEY = "CC_SECRET_KEY"
 ENV_ENDPOINT_URL = "CC_ENDPOINT_URL"
 ENV_DEFAULT_BUCKET = "CC_DEFAULT_BUCKET"
-ENV_CONFIG_FILE = "CC_CONFIG_FILE"
-
-#: Values cottoncandy 0.4.0 (and its docs) left in config files meaning "not set".
-PLACEHOLDERS = frozenset(
-    {"", "auto", "keysnotfound", "access_key", "secret_key", "fill_in"}
-)
-#: 0.4.0 wrote this endpoint as a default; it means "plain AWS", best left to boto3.
-_DEFAULT_AWS_ENDPOINTS = frozenset({"https://s3.amazonaws.com", "https://s3.amazonaws.com/"})
 
 MiB = 1 << 20
 
@@ -108,6 +98,12 @@ class S3Settings:
         Total attempts per request, first one included.
     connect_timeout, read_timeout : float
         Seconds.
+    signature_version : str
+        botocore signature version (``'s3v4'``; the config file may say otherwise).
+    client_config : botocore.config.Config, optional
+        The user's own client configuration (0.4.0's ``config=`` argument),
+        merged over cottoncandy's defaults; the fields above win where both
+        set the same thing (see :func:`cottoncandy.connect.make_backend`).
     """
 
     max_concurrency: int = 8
@@ -118,6 +114,8 @@ class S3Settings:
     max_attempts: int = 5
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    signature_version: str = "s3v4"
+    client_config: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -137,98 +135,121 @@ class S3Settings:
         return max(self.max_pool_connections, self.max_concurrency)
 
 
-def config_file_paths() -> list[Path]:
-    """Candidate config files, in lookup order (``CC_CONFIG_FILE`` alone when set)."""
-    explicit = os.environ.get(ENV_CONFIG_FILE)
-    if explicit:
-        return [Path(explicit).expanduser()]
-    home = Path.home()
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
-    return [config_home / "cottoncandy" / "options.cfg", data_home / "cottoncandy" / "options.cfg"]
+@dataclass(frozen=True)
+class Connection:
+    """Everything resolved to open a bucket (see the module notes for the order).
 
-
-def read_config_file() -> dict[str, str]:
-    """Read the first existing cottoncandy config file.
-
-    Returns
-    -------
-    dict
-        ``access_key``, ``secret_key``, ``endpoint_url``, ``default_bucket``
-        for the values that are set (placeholders dropped). Empty when no file
-        exists or it cannot be parsed (a warning is logged, without values).
+    Attributes
+    ----------
+    bucket : str or None
+    credentials : Credentials
+    force_bucket_creation : bool
+    signature_version : str or None
+        From the config file; ``None`` when it leaves the choice to us.
     """
-    for path in config_file_paths():
-        if not path.is_file():
-            continue
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, OSError, UnicodeDecodeError) as exc:
-            logger.warning("ignoring unreadable cottoncandy config file %s: %s", path, type(exc).__name__)
-            return {}
-        values = {
-            "access_key": parser.get("login", "access_key", fallback=None),
-            "secret_key": parser.get("login", "secret_key", fallback=None),
-            "endpoint_url": parser.get("login", "endpoint_url", fallback=None),
-            "default_bucket": parser.get("basic", "default_bucket", fallback=None),
-        }
-        if values["endpoint_url"] and values["endpoint_url"].strip() in _DEFAULT_AWS_ENDPOINTS:
-            values["endpoint_url"] = None
-        logger.debug("read cottoncandy config file %s", path)
-        return {k: v.strip() for k, v in values.items() if _is_set(v)}
-    return {}
+
+    bucket: str | None
+    credentials: Credentials
+    force_bucket_creation: bool = False
+    signature_version: str | None = None
 
 
-def _is_set(value: str | None) -> bool:
-    return value is not None and value.strip().lower() not in PLACEHOLDERS
+def _clean(value: object) -> str | None:
+    return value.strip() if is_set(value) else None  # type: ignore[union-attr]
 
 
-def _first(explicit: str | None, env_name: str, file_values: dict[str, str], file_key: str) -> str | None:
-    if _is_set(explicit):
-        return explicit.strip()  # type: ignore[union-attr]
-    env = os.environ.get(env_name)
-    if _is_set(env):
-        return env.strip()  # type: ignore[union-attr]
-    return file_values.get(file_key)
+def _first(explicit: object, env_name: str, file_values: Mapping[str, str], file_key: str) -> str | None:
+    return _clean(explicit) or _clean(os.environ.get(env_name)) or file_values.get(file_key)
+
+
+def _key_pair(access_key: object, secret_key: object, bucket: str | None,
+              file_values: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The first source holding both keys (arguments, ``CC_*``, config file, ~/.passwd-s3fs), else boto3's."""
+    sources = (
+        ("the ACCESS_KEY/SECRET_KEY arguments", access_key, secret_key),
+        (f"{ENV_ACCESS_KEY}/{ENV_SECRET_KEY}", os.environ.get(ENV_ACCESS_KEY), os.environ.get(ENV_SECRET_KEY)),
+        ("the cottoncandy config file", file_values.get("access_key"), file_values.get("secret_key")),
+    )
+    for where, ak, sk in sources:
+        ak, sk = _clean(ak), _clean(sk)
+        if ak and sk:
+            return ak, sk
+        if ak or sk:
+            logger.warning("%s set only one of the access key and the secret key; looking further", where)
+    return read_passwd_s3fs(bucket) or (None, None)
 
 
 def resolve_credentials(
     access_key: str | None = None,
     secret_key: str | None = None,
     endpoint_url: str | None = None,
+    bucket: str | None = None,
+    file_values: Mapping[str, str] | None = None,
 ) -> Credentials:
-    """Resolve access key, secret key and endpoint (arguments > env > config file > boto3).
+    """Resolve the key pair and the endpoint (order in the module notes).
 
     Parameters
     ----------
     access_key, secret_key, endpoint_url : str, optional
-        Explicit values; placeholders such as ``'auto'`` count as not given.
+        Explicit values; ``False``, ``None`` and placeholders count as not given.
+    bucket : str, optional
+        The bucket being opened (selects a ``BUCKET:`` line of ``~/.passwd-s3fs``).
+    file_values : mapping, optional
+        What :func:`read_config_file` returned, when the caller already read it.
 
     Returns
     -------
     Credentials
-        Fields still ``None`` are left for boto3 to resolve. If only one of
-        the two keys resolves, both are left to boto3.
+        Fields still ``None`` are left for boto3 to resolve.
     """
-    file_values = read_config_file()
-    ak = _first(access_key, ENV_ACCESS_KEY, file_values, "access_key")
-    sk = _first(secret_key, ENV_SECRET_KEY, file_values, "secret_key")
+    file_values = read_config_file() if file_values is None else file_values
+    ak, sk = _key_pair(access_key, secret_key, bucket, file_values)
     url = _first(endpoint_url, ENV_ENDPOINT_URL, file_values, "endpoint_url")
-    if (ak is None) != (sk is None):
-        logger.warning("only one of access key / secret key is configured; leaving both to boto3")
-        ak = sk = None
     return Credentials(access_key=ak, secret_key=sk, endpoint_url=url)
 
 
-def resolve_default_bucket(bucket: str | None = None) -> str | None:
+def resolve_default_bucket(bucket: str | None = None, file_values: Mapping[str, str] | None = None) -> str | None:
     """Return ``bucket`` if given, else ``CC_DEFAULT_BUCKET``, else the config file's ``default_bucket``."""
-    if _is_set(bucket):
-        return bucket.strip()  # type: ignore[union-attr]
-    env = os.environ.get(ENV_DEFAULT_BUCKET)
-    if _is_set(env):
-        return env.strip()  # type: ignore[union-attr]
-    return read_config_file().get("default_bucket")
+    file_values = read_config_file() if file_values is None else file_values
+    return _first(bucket, ENV_DEFAULT_BUCKET, file_values, "default_bucket")
+
+
+def resolve_force_bucket_creation(flag: bool | None = None, file_values: Mapping[str, str] | None = None) -> bool:
+    """Return ``flag`` if given, else the config file's ``[basic] force_bucket_creation`` (default ``False``)."""
+    if flag is not None:
+        return bool(flag)
+    file_values = read_config_file() if file_values is None else file_values
+    return file_values.get("force_bucket_creation", "").lower() in TRUE_WORDS
+
+
+def resolve_connection(
+    bucket: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    endpoint_url: str | None = None,
+    force_bucket_creation: bool | None = None,
+) -> Connection:
+    """Resolve everything needed to open a bucket, reading the config file once.
+
+    Parameters
+    ----------
+    bucket, access_key, secret_key, endpoint_url : str, optional
+        Explicit values (see :func:`resolve_credentials`).
+    force_bucket_creation : bool, optional
+        ``None`` lets the config file's ``[basic] force_bucket_creation`` decide.
+
+    Returns
+    -------
+    Connection
+    """
+    file_values = read_config_file()
+    name = resolve_default_bucket(bucket, file_values)
+    return Connection(
+        bucket=name,
+        credentials=resolve_credentials(access_key, secret_key, endpoint_url, name, file_values),
+        force_bucket_creation=resolve_force_bucket_creation(force_bucket_creation, file_values),
+        signature_version=file_values.get("signature_version"),
+    )
 
 
 def is_aws_endpoint(endpoint_url: str | None) -> bool:

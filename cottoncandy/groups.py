@@ -28,8 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 _THREADS = 8
-_FALSE = ("false", "none", "0", "")
-_TRUE = ("true", "1", "yes", "y", "t")
 
 
 def _check_name(name: Any, parent: str) -> str:
@@ -41,16 +39,14 @@ def _check_name(name: Any, parent: str) -> str:
 
 
 def _split_compression(metadata: Mapping[str, str]) -> tuple[Any, dict[str, str]]:
-    """Take ``compression`` out of the user metadata (0.4.0 passed it on to upload_raw_array)."""
+    """Take ``compression`` out of the user metadata (0.4.0 passed it on to upload_raw_array).
+
+    The value (``'True'``, ``'False'``, a codec name: the Interface turned it
+    into a string) is read by :func:`cottoncandy.codecs.normalize_compression`
+    when the leaves are encoded; without one the leaves get the default codec.
+    """
     rest = dict(metadata)
-    value = rest.pop("compression", None)
-    if value is None:
-        return True, rest
-    if value.strip().lower() in _FALSE:
-        return False, rest
-    if value.strip().lower() in _TRUE:
-        return True, rest
-    return value, rest
+    return rest.pop("compression", True), rest
 
 
 def dict2cloud(interface: "Interface", key: str, array_dict: Mapping[str, Any],

@@ -2,20 +2,24 @@
 
 The Interface holds a :class:`~cottoncandy.backends.base.StorageBackend` and
 delegates: object and file transfers to :mod:`cottoncandy.objectio`, raw arrays
-to :mod:`cottoncandy.arrayio`, listings to :mod:`cottoncandy.listing`, and the
-chunked/sparse/grouped formats to their own modules.
+to :mod:`cottoncandy.arrayio`, listings to :mod:`cottoncandy.listing`, the
+chunked/sparse/grouped formats to their own modules, and 0.4.0's lower-level
+methods (boto3 objects) to :attr:`Interface.backend_interface`
+(:mod:`cottoncandy.backends.legacy`). Backends are made by
+:func:`cottoncandy.connect.make_backend`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
 
 from . import arrayio, listing, objectio
+from .backends import legacy
 from .backends.base import StorageBackend
 from .codecs import DEFAULT_COMPRESSION
 from .errors import ObjectNotFoundError
@@ -23,62 +27,6 @@ from .paths import has_magic, normalize_key, normalize_prefix
 from .progress import ProgressArg
 
 logger = logging.getLogger(__name__)
-
-
-def make_backend(
-    bucket_name: str | None,
-    backend: str = "s3",
-    access_key: str | None = None,
-    secret_key: str | None = None,
-    endpoint_url: str | None = None,
-    force_bucket_creation: bool = False,
-    profile: str | None = None,
-    region: str | None = None,
-    **settings: Any,
-) -> StorageBackend:
-    """Build a storage backend.
-
-    Parameters
-    ----------
-    bucket_name : str
-        Bucket name (``backend='s3'``) or directory path (``backend='local'``).
-    backend : {'s3', 'local'}
-    access_key, secret_key, endpoint_url : str, optional
-        Explicit S3 connection values; missing ones are resolved from the
-        environment, the cottoncandy config file and boto3's own chain
-        (see :mod:`cottoncandy.config`).
-    force_bucket_creation : bool
-        Create the bucket (or directory) if it does not exist.
-    profile : str, optional
-        AWS profile whose credentials and region boto3 uses; keys from the
-        environment or the cottoncandy config file are then ignored (explicit
-        ``access_key``/``secret_key`` still win), as with ``aws --profile``.
-    region : str, optional
-        Region of the S3 client (default: the profile's, else boto3's).
-    **settings
-        :class:`cottoncandy.config.S3Settings` fields (``max_concurrency``,
-        ``part_size``, ``max_attempts``, ``retry_mode``, timeouts...).
-    """
-    if backend == "local":
-        from .backends.local import LocalBackend
-
-        if not bucket_name:
-            raise ValueError("backend='local' needs a directory as bucket_name")
-        return LocalBackend(bucket_name, create=force_bucket_creation)
-    if backend != "s3":
-        raise ValueError(f"unknown backend {backend!r}: use 's3' or 'local'")
-    from .backends.s3 import S3Backend
-    from .config import S3Settings, resolve_credentials, resolve_default_bucket
-
-    credentials = resolve_credentials(access_key, secret_key, endpoint_url)
-    if profile and access_key is None:
-        credentials = replace(credentials, access_key=None, secret_key=None)
-    if profile or region:
-        credentials = replace(credentials, profile=profile or None, region=region or None)
-    s3 = S3Backend(resolve_default_bucket(bucket_name), credentials, S3Settings(**settings))
-    if force_bucket_creation and s3.bucket and not s3.exists_bucket(s3.bucket):
-        s3.create_bucket(s3.bucket)
-    return s3
 
 
 class Interface:
@@ -99,6 +47,7 @@ class Interface:
     def __init__(self, backend: StorageBackend, progress: ProgressArg = False):
         self.backend = backend
         self.progress = progress
+        self._backend_interface: legacy.BackendInterface | None = None
 
     def __repr__(self) -> str:
         return f"<cottoncandy.Interface {self.backend!r}>"
@@ -140,6 +89,64 @@ class Interface:
             return self.backend.head(normalize_key(object_name)).size
         return sum(info.size for info in self.backend.iter_objects(""))
 
+    # -- 0.4.0's lower-level API (boto3 objects on S3) ------------------------
+    @property
+    def backend_interface(self) -> legacy.BackendInterface:
+        """0.4.0's client object: ``bucket_name``, ``get_bucket()``, ``list_objects()``, ``size``,
+        ``get_s3_object()``...; on S3 also ``url`` and ``connection`` (a boto3 S3 resource),
+        on a local store ``path``."""
+        if self._backend_interface is None or self._backend_interface.backend is not self.backend:
+            self._backend_interface = legacy.for_backend(self.backend)
+        return self._backend_interface
+
+    def get_bucket(self):
+        """The current bucket: a boto3 ``Bucket`` on S3; on a local store an object with
+        ``name`` and ``objects`` (``all()``, ``filter(Prefix=...)``, ``limit(n)``)."""
+        return self.backend_interface.get_bucket()
+
+    def get_objects(self, **kwargs: Any):
+        """The bucket's objects, at most ``limit`` (default 1000, as in 0.4.0).
+
+        Keywords as in 0.4.0: ``filter=dict(Prefix='path/')``, ``limit``,
+        ``page_size``. Returns a boto3 ``ObjectSummary`` collection on S3, a
+        list of objects with ``key``, ``size``, ``last_modified``, ``e_tag``
+        on a local store.
+        """
+        return self.backend_interface.list_objects(**kwargs)
+
+    def get_bucket_objects(self, **kwargs: Any):
+        """Deprecated name of :meth:`get_objects` (as in 0.4.0)."""
+        warnings.warn("Deprecated. Use get_objects() instead", DeprecationWarning, stacklevel=2)
+        return self.get_objects(**kwargs)
+
+    def get_bucket_size(self, limit: int = 10**6, page_size: int = 10**6) -> int:
+        """Deprecated name of :meth:`get_size`: bytes held by all objects of the bucket."""
+        warnings.warn("Deprecated, use get_size() instead", DeprecationWarning, stacklevel=2)
+        return self.backend_interface.size
+
+    def get_object(self, object_name: str, bucket_name: str | None = None):
+        """One object: a boto3 ``Object`` on S3 (lazy, as in 0.4.0); on a local store an object
+        with ``key``, ``size``, ``last_modified``, ``e_tag``, ``metadata`` (``ObjectNotFoundError`` if missing)."""
+        return self.backend_interface.get_s3_object(object_name, bucket_name)
+
+    def get_object_owner(self, object_name: str) -> dict[str, str]:
+        """Return (and log) the object's owner: its ACL's ``{'DisplayName', 'ID'}`` on S3 (else the
+        ``s3cmd-attrs`` metadata), the file's user on a local store. 0.4.0 printed it."""
+        self.exists_object(object_name, raise_err=True)
+        owner = self.backend_interface.get_owner(object_name)
+        logger.info("%s", owner)
+        return owner
+
+    def show_objects(self, limit: int = 1000, page_size: int = 1000) -> list[str]:
+        """Return (and log at INFO) one line per object, name, date and size, as 0.4.0 printed them."""
+        lines = legacy.describe(list(self.get_objects(limit=limit, page_size=page_size)))
+        logger.info("\n".join(lines))
+        return lines
+
+    def glob_s3(self, pattern: str, **kwargs: Any) -> list[str]:
+        """0.4.0's name of :meth:`glob` on S3 (the same here on every backend)."""
+        return self.glob(pattern, **kwargs)
+
     # -- names and listings ------------------------------------------------
     @staticmethod
     def pathjoin(a: str, *p: str) -> str:
@@ -163,7 +170,12 @@ class Interface:
         return False
 
     def glob(self, pattern: str, **kwargs: Any) -> list[str]:
-        """Sorted keys matching ``pattern``; ``*``/``?`` stay within a segment, ``**`` crosses."""
+        """Sorted keys matching ``pattern``; ``*``/``?`` stay within a segment, ``**`` crosses.
+
+        Without wildcards, ``pattern`` is a path: that key and every key below
+        it (``glob('project/sub01.grp')`` lists the group), never a sibling
+        sharing a string prefix. 0.4.0's ``page_size``/``limit`` keywords are accepted and ignored.
+        """
         return listing.glob(self.backend, pattern)
 
     def lsdir(self, path: str = "/", limit: int | None = None) -> list[str]:
@@ -194,13 +206,11 @@ class Interface:
     def rm(self, object_name: str, recursive: bool = False, delete: bool = True) -> bool:
         """Delete an object, or with ``recursive=True`` everything below a directory.
 
-        Returns ``True`` if something was deleted, ``False`` if nothing matched.
-        Never deletes siblings that only share a string prefix.
-
-        Raises
-        ------
-        IsADirectoryError
-            ``object_name`` is a directory and ``recursive`` is false.
+        Returns ``True`` if something was deleted, ``False`` if nothing was:
+        nothing matched, or ``object_name`` is a directory and ``recursive`` is
+        false (a warning says to use it, as 0.4.0 printed; its documented
+        ``cci.rm('data/experiment')`` must not stop a script). Never deletes
+        siblings that only share a string prefix.
         """
         key = normalize_key(object_name).rstrip("/")
         if not object_name.endswith("/") and listing.exists_object(self.backend, key):
@@ -208,7 +218,8 @@ class Interface:
             return True
         if listing.is_prefix(self.backend, key):
             if not recursive:
-                raise IsADirectoryError(f"cannot remove '{key}': it is a directory; use recursive=True")
+                logger.warning("cannot remove '%s': it is a directory; use recursive=True to remove the branch", key)
+                return False
             count = listing.remove_tree(self.backend, key)
             logger.info("deleted %d objects under %s/", count, key)
             return True
@@ -328,12 +339,18 @@ class Interface:
         compression : str or bool
             ``False``/``None`` for raw bytes, ``'gzip'``, or a numcodecs id
             (``'Zstd'``, ``'LZ4'``, ``'Blosc'``...). ``True`` means the default,
-            :data:`cottoncandy.codecs.DEFAULT_COMPRESSION`.
+            :data:`cottoncandy.codecs.DEFAULT_COMPRESSION` (one rule for every
+            API: :func:`cottoncandy.codecs.normalize_compression`).
         progress : bool or callable, optional
             Overrides the Interface's progress setting for this call.
         **metadata : str
-            Extra user metadata (must not use the reserved names).
+            Extra user metadata (must not use the reserved names). 0.4.0's
+            deprecated ``gzip=True``/``False`` still means ``compression='gzip'``/``False``.
         """
+        if "gzip" in metadata:
+            warnings.warn("Deprecated keyword argument `gzip`. Use `compression='gzip'` instead",
+                          DeprecationWarning, stacklevel=2)
+            compression = "gzip" if metadata.pop("gzip") else False
         arrayio.upload_raw(self.backend, normalize_key(object_name), array, compression,
                            objectio.string_metadata(metadata), self._progress(progress))
 

@@ -34,11 +34,17 @@ def glob(backend: StorageBackend, pattern: str) -> list[str]:
     """Return the sorted keys of objects matching a glob pattern.
 
     ``*``, ``?`` and ``[...]`` match within one path segment, ``**`` across
-    segments. A pattern without wildcards matches that one key.
+    segments. A pattern without wildcards is a path, as 0.4.0's prefix listing
+    read it: that key (if it is an object) and every key below it
+    (``pattern/...``), never a sibling that only shares a string prefix
+    (``ab`` does not list ``abc``). The empty pattern lists the whole bucket.
     """
-    key = normalize_key(pattern)
+    key = normalize_key(pattern, allow_empty=True)
     if not has_magic(key):
-        return [key] if exists_object(backend, key) else []
+        below = [info.key for info in iter_tree(backend, key)]
+        if not key or key.endswith("/") or not exists_object(backend, key):
+            return below
+        return [key] + below
     regex = glob_regex(key)
     return [info.key for info in backend.iter_objects(literal_prefix(key)) if regex.match(info.key)]
 

@@ -14,6 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .codecs import normalize_compression
 from .errors import ArrayFormatError, UnsupportedArrayError
 
 #: Largest array body we accept from metadata; beyond this the shape is nonsense.
@@ -83,10 +84,7 @@ def _parse_compression(meta: Mapping[str, str], key: str | None) -> str | None:
         if flag in ("false", "0", "none", ""):
             return None
         raise ArrayFormatError(f"{key}: invalid legacy gzip flag {meta['gzip']!r}", key)
-    value = meta.get("compression", "False").strip()
-    if value.lower() in ("false", "none", "", "0"):
-        return None
-    return value
+    return normalize_compression(meta.get("compression", "False"))
 
 
 @dataclass(frozen=True, slots=True)

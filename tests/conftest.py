@@ -104,3 +104,25 @@ def backend(request, tmp_path):
     yield store
     store.close()
     drop_bucket(server, name)
+
+
+# -- a clean home and environment for every test ---------------------------------
+#: Variables through which a developer's own setup could decide a test's result.
+CREDENTIAL_VARIABLES = ("CC_ACCESS_KEY", "CC_SECRET_KEY", "CC_ENDPOINT_URL", "CC_DEFAULT_BUCKET", "CC_CONFIG_FILE",
+                        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                        "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL",
+                        "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "XDG_CONFIG_HOME", "XDG_DATA_HOME")
+
+
+@pytest.fixture(autouse=True)
+def clean_home(tmp_path_factory, monkeypatch):
+    """An empty HOME and none of the credential variables, so that no ``options.cfg``,
+    ``~/.passwd-s3fs`` or ``~/.aws`` of the machine decides a result. Tests about
+    those files build them under their own HOME. boto3 never asks the EC2 metadata
+    service (no network beyond loopback)."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return home

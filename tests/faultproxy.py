@@ -9,6 +9,10 @@ from a seeded RNG (reproducible for a given order of requests). Kinds:
 
 * ``reset``: TCP RST before the request reaches the server;
 * ``503`` / ``500``: S3 ``SlowDown`` / ``InternalError`` XML answer, not forwarded;
+* ``403``: S3 ``AccessDenied`` answer, not forwarded: with a ``match`` on the
+  requests a bucket policy would refuse (``HeadBucket``, a listing outside a
+  prefix: :func:`is_head_bucket`, :func:`list_prefix`), the proxy plays a
+  server whose credentials only reach some objects;
 * ``stall``: held until :meth:`~FaultProxy.release`, :meth:`~FaultProxy.stop` or
   ``stall_bound`` seconds, then forwarded;
 * ``cut``: a GET answer with its full ``Content-Length`` but only part of the body,
@@ -39,14 +43,15 @@ from urllib.parse import parse_qs, urlsplit
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("reset", "503", "500", "stall", "cut", "delay")
+KINDS = ("reset", "503", "500", "403", "stall", "cut", "delay")
 #: Faults a client is expected to survive by retrying.
 TRANSIENT = ("reset", "503", "500", "cut")
 #: Not forwarded end to end (RFC 9110 hop-by-hop); ``Expect`` is answered by the proxy itself.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                         "upgrade", "expect"})
 ERRORS = {"503": (503, "SlowDown", "Please reduce your request rate."),
-          "500": (500, "InternalError", "We encountered an internal error. Please try again.")}
+          "500": (500, "InternalError", "We encountered an internal error. Please try again."),
+          "403": (403, "AccessDenied", "Access Denied")}
 COPY_CHUNK = 64 << 10
 
 
@@ -66,6 +71,21 @@ def part_number(request: Request) -> int | None:
     """The part number of an UploadPart request (``PUT ...?partNumber=N&uploadId=...``), else None."""
     values = parse_qs(request.query).get("partNumber") if request.method == "PUT" else None
     return int(values[0]) if values else None
+
+
+def is_head_bucket(request: Request) -> bool:
+    """A HeadBucket request (``HEAD /bucket``, path-style addressing)."""
+    return request.method == "HEAD" and request.path.strip("/").count("/") == 0 and request.path != "/"
+
+
+def list_prefix(request: Request) -> str | None:
+    """The ``prefix`` of a ListObjects request (``GET /bucket?list-type=2&prefix=...``), else None."""
+    if request.method != "GET" or request.path.strip("/").count("/") or request.path == "/":
+        return None
+    query = parse_qs(request.query, keep_blank_values=True)
+    if "uploads" in query or "location" in query or "acl" in query:
+        return None
+    return query.get("prefix", [""])[0]
 
 
 class FaultProxy:

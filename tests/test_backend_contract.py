@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from cottoncandy.backends.base import Listing, ObjectInfo
+from cottoncandy.interface import Interface
+from cottoncandy.listing import glob
 from cottoncandy.errors import (
     AccessDeniedError,
     ArrayFormatError,
@@ -326,6 +328,39 @@ def test_copy_keeps_body_and_metadata(backend):
     assert read_all(backend, "src") == b"copied body"
 
 
+# -- S3 semantics of "directories" (0.4.0's local store did the same) -----------------------
+def test_removing_the_last_object_under_a_name_frees_it(backend):
+    cci = Interface(backend)
+    backend.write("a/b/c", b"deep")
+    backend.delete(["a/b/c"])
+    assert backend.list_dir("") == Listing(objects=[], prefixes=[])  # no empty directory left behind
+    backend.write("a/b", b"now an object")
+    assert read_all(backend, "a/b") == b"now an object"
+    backend.write("m/n/o", b"moved")
+    cci.mv("m/n/o", "z")
+    backend.write("m/n", b"free again")
+    assert [o.key for o in backend.iter_objects()] == ["a/b", "m/n", "z"]
+    _populate(backend, ["d/e/f", "d/e/g", "d/h"])
+    assert cci.rm("d", recursive=True)
+    backend.write("d", b"free too")
+    assert backend.list_dir("").prefixes == ["a/", "m/"]
+    assert [o.key for o in backend.list_dir("").objects] == ["d", "z"]
+
+
+# -- glob: a path without wildcards lists itself and what is below it ----------------------
+def test_glob_without_wildcards_lists_the_key_and_below_never_siblings(backend):
+    _populate(backend, ["ab/1", "ab/2/3", "abc/1", "ab_x", "project/sub01.grp/image_data",
+                        "project/sub01.grp/text_data", "project/sub01.grpx", "project/sub01.grp.bak/y"])
+    assert glob(backend, "project/sub01.grp") == ["project/sub01.grp/image_data", "project/sub01.grp/text_data"]
+    assert glob(backend, "/project/sub01.grp/") == ["project/sub01.grp/image_data", "project/sub01.grp/text_data"]
+    assert glob(backend, "ab") == ["ab/1", "ab/2/3"]  # never abc/1 or ab_x
+    assert glob(backend, "ab_x") == ["ab_x"]
+    assert glob(backend, "project/sub01.grp/image_data") == ["project/sub01.grp/image_data"]
+    assert glob(backend, "project/sub01") == []
+    assert glob(backend, "") == sorted(o.key for o in backend.iter_objects())
+    assert glob(backend, "ab/*") == ["ab/1"]  # * stays within one segment
+
+
 # -- errors ---------------------------------------------------------------------------------
 def test_missing_key_raises_object_not_found(backend):
     calls = [
@@ -358,6 +393,23 @@ def test_bucket_helpers(backend):
     finally:
         backend.remove_bucket(name)
     assert not backend.exists_bucket(name)
+
+
+def test_local_store_that_does_not_exist_yet(tmp_path):
+    import cottoncandy as cc
+
+    root = tmp_path / "not" / "yet"
+    cci = cc.get_interface(str(root), backend="local", verbose=False)
+    assert cci.glob("") == [] and cci.lsdir("/") == [] and not cci.exists_object("x")
+    assert not root.exists() and not cci.exists_bucket(str(root))  # nothing written by looking
+    cci.upload_raw_array("x/arr", np.arange(3))
+    assert root.is_dir() and cci.exists_bucket(str(root))
+    np.testing.assert_array_equal(cci.download_raw_array("x/arr"), np.arange(3))
+    cci.rm("x/arr")
+    assert root.is_dir() and list(root.iterdir()) == []  # emptied up to the root, not beyond
+    (tmp_path / "a-file").write_bytes(b"")
+    with pytest.raises(cc.BucketNotFoundError, match="not a directory"):
+        cc.get_interface(str(tmp_path / "a-file"), backend="local")
 
 
 def _assert_no_secrets(exc: BaseException, *secrets: str) -> None:

@@ -232,7 +232,8 @@ def test_codec_names_case_insensitive():
     for nothing in (None, False, "False", "none", "", " false "):
         assert normalize_compression(nothing) is None
         assert get_codec(nothing).name is None
-    assert normalize_compression(True) == "gzip"
+    for default in (True, "True", " true "):  # one rule everywhere: True is the default codec
+        assert normalize_compression(default) == DEFAULT_COMPRESSION
 
 
 def test_writable_raw_body_is_used_in_place():

@@ -29,7 +29,15 @@ import pytest
 
 import cottoncandy as cc
 from cottoncandy.backends.local import LocalBackend
-from cottoncandy.errors import AccessDeniedError, CottonCandyError, InvalidKeyError, ObjectNotFoundError
+from cottoncandy.backends.s3 import S3Backend
+from cottoncandy.config import Credentials, S3Settings
+from cottoncandy.errors import (
+    AccessDeniedError,
+    CottonCandyError,
+    CredentialsRefusedError,
+    InvalidKeyError,
+    ObjectNotFoundError,
+)
 from cottoncandy.interface import Interface
 from tests.hostile import GOOD, GOOD_META, put_s3, write_local
 from tests.mountutil import mount_command, mount_env, mounted, reap, unmount
@@ -171,11 +179,19 @@ def test_api_errors_and_debug_logs_never_show_secrets(rclone_server, caplog):
     server.client().create_bucket(Bucket=bucket)  # the harness's own client: not under test
     caplog.set_level(logging.DEBUG)  # as an application debugging its own code would
     wrong_secret = "WrongSecret" + secrets.token_hex(12)
-    wrong = cc.get_interface(bucket, ACCESS_KEY=server.access_key, SECRET_KEY=wrong_secret,
-                             endpoint_url=server.endpoint_url, verbose=False, max_attempts=1)
-    down = cc.get_interface(bucket, ACCESS_KEY=server.access_key, SECRET_KEY=server.secret_key,
-                            endpoint_url=f"http://127.0.0.1:{free_port()}", verbose=False, max_attempts=1,
-                            connect_timeout=2)
+    down_url = f"http://127.0.0.1:{free_port()}"
+    # get_interface checks the bucket at once: both fail there first
+    for secret, url, expected in ((wrong_secret, server.endpoint_url, CredentialsRefusedError),
+                                  (server.secret_key, down_url, CottonCandyError)):
+        with pytest.raises(expected) as info:
+            cc.get_interface(bucket, ACCESS_KEY=server.access_key, SECRET_KEY=secret, endpoint_url=url,
+                             verbose=False, max_attempts=1, connect_timeout=2)
+        assert not _leaks(_error_texts(info.value), secret)
+        assert not _leaks(str(info.value) + repr(info.value), server.access_key)
+    wrong = Interface(S3Backend(bucket, Credentials(server.access_key, wrong_secret, server.endpoint_url),
+                                S3Settings(max_attempts=1)))
+    down = Interface(S3Backend(bucket, Credentials(server.access_key, server.secret_key, down_url),
+                               S3Settings(max_attempts=1, connect_timeout=2)))
     calls = {
         "download_raw_array": lambda i: i.download_raw_array("arr"),
         "upload_raw_array": lambda i: i.upload_raw_array("arr", GOOD),

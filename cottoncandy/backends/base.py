@@ -13,7 +13,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
 
-from ..errors import CottonCandyError
+from ..errors import AccessDeniedError, BucketNotFoundError, CottonCandyError, CredentialsRefusedError
+from ..paths import normalize_prefix
 
 #: ``progress(nbytes_done_since_last_call)``; called from worker threads.
 ProgressCallback = Callable[[int], None]
@@ -168,6 +169,31 @@ class StorageBackend(abc.ABC):
     def location(self) -> str:
         """Where this bucket lives, as one string (endpoint and bucket): names it in caches."""
         return f"{type(self).__name__}:{self.bucket}"
+
+    def check_access(self, prefix: str = "") -> Listing:
+        """Make sure the bucket exists and the keys under ``prefix`` can be listed; return that listing.
+
+        What a mount needs before it starts (``cottoncandy-mount --prefix``).
+
+        Raises
+        ------
+        BucketNotFoundError
+            The bucket (or the local directory) does not exist.
+        AccessDeniedError
+            The credentials are refused (:class:`~cottoncandy.errors.CredentialsRefusedError`),
+            or they may not list ``prefix``.
+        """
+        if not self.exists_bucket():
+            raise BucketNotFoundError(f"no such bucket: {self.bucket}", self.bucket)
+        prefix = normalize_prefix(prefix)
+        try:
+            return self.list_dir(prefix)
+        except CredentialsRefusedError:
+            raise
+        except AccessDeniedError as exc:
+            where = f"the prefix {prefix!r}" if prefix else "the bucket root"
+            raise AccessDeniedError(f"{exc}; these credentials may not list {where} (policies often "
+                                    "allow listing only some prefixes)", prefix) from exc
 
     def with_bucket(self, name: str) -> "StorageBackend":  # pragma: no cover - overridden
         """Return a backend of the same kind and settings for another bucket."""

@@ -45,8 +45,14 @@ class LocalBackend(StorageBackend):
     ----------
     root : str or Path
         Directory acting as the bucket. Its parent holds the other "buckets".
+        It need not exist: until the first write creates it, the store is
+        empty (and :meth:`exists_bucket` says no).
     create : bool
-        Create ``root`` if it does not exist.
+        Create ``root`` now if it does not exist.
+
+    Deleting (or moving away) the last object under a "directory" removes the
+    directories left empty, up to the root, so that the name can hold an
+    object again, as on S3.
     """
 
     def __init__(self, root: str | os.PathLike, create: bool = False):
@@ -54,9 +60,8 @@ class LocalBackend(StorageBackend):
         self.bucket = str(self.root)
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
-        if not self.root.is_dir():
-            problem = "is not a directory" if self.root.exists() else "does not exist (no such directory)"
-            raise BucketNotFoundError(f"local store {self.root} {problem}", str(self.root))
+        if self.root.exists() and not self.root.is_dir():
+            raise BucketNotFoundError(f"local store {self.root} is not a directory", str(self.root))
         self._real_root = os.path.realpath(self.root)
 
     def __repr__(self) -> str:
@@ -84,6 +89,10 @@ class LocalBackend(StorageBackend):
             raise ObjectNotFoundError(f"no such object: {key} (it resolves outside the store "
                                       "through a symbolic link)", key)
         return path
+
+    def file_of(self, key: str) -> Path:
+        """The file holding ``key`` (the key is checked as for a read; the file may not exist)."""
+        return self._path(key)
 
     def _inside(self, path: str | Path) -> bool:
         """Whether ``path``, with every symbolic link resolved, is the root or under it."""
@@ -304,7 +313,10 @@ class LocalBackend(StorageBackend):
 
     def list_buckets(self) -> list[str]:
         # Sibling directories are the other buckets; their names open them with with_bucket().
-        return sorted(p.name for p in self.root.parent.iterdir() if p.is_dir())
+        try:
+            return sorted(p.name for p in self.root.parent.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
 
     def with_bucket(self, name: str) -> "LocalBackend":
         return LocalBackend(self._bucket_path(name))

@@ -18,11 +18,18 @@ from typing import BinaryIO, Iterator, Mapping, Sequence
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 
 from ..config import Credentials, S3Settings, is_aws_endpoint
-from ..errors import ArrayFormatError, ObjectNotFoundError, StorageError
+from ..errors import (
+    AccessDeniedError,
+    ArrayFormatError,
+    BucketNotFoundError,
+    CredentialsRefusedError,
+    ObjectNotFoundError,
+    StorageError,
+)
 from ..metadata import normalize_metadata
 from .base import Listing, ObjectInfo, ProgressCallback, StorageBackend
 from .s3errors import translate_error
-from .s3client import make_client
+from .s3client import make_client, make_resource
 from .s3parts import Chunks, iter_parts, raise_first, read_full, wait_all
 
 logger = logging.getLogger(__name__)
@@ -89,6 +96,10 @@ class S3Backend(StorageBackend):
     def new_client(self):
         """A fresh client with the same credentials and settings (e.g. one per process or thread)."""
         return make_client(self.credentials, self.settings)
+
+    def new_resource(self):
+        """A boto3 S3 service resource with the same credentials and settings (0.4.0's API objects)."""
+        return make_resource(self.credentials, self.settings)
 
     def with_bucket(self, name: str) -> "S3Backend":
         """A backend for another bucket sharing this one's client and settings."""
@@ -418,13 +429,38 @@ class S3Backend(StorageBackend):
 
     # -- buckets ------------------------------------------------------------
     def exists_bucket(self, name: str | None = None) -> bool:
-        """Tell whether bucket ``name`` (default: this one) exists."""
+        """Tell whether bucket ``name`` (default: this one) exists.
+
+        Policies that grant object access (``s3:GetObject``, a prefix-conditioned
+        ``s3:ListBucket``) but not ``HeadBucket`` answer it with 403. HEAD answers
+        carry no error code, so a refused HEAD is followed by a one-key listing,
+        whose answer tells refused credentials (raised, as
+        :class:`~cottoncandy.errors.CredentialsRefusedError`), a missing bucket
+        and such a policy apart. Under such a policy the bucket counts as
+        existing, as in 0.4.0 (its issue #87): its objects may be readable.
+        """
         name = name or self.bucket
         try:
             with self._errors("HEAD", bucket=name):
                 self.client.head_bucket(Bucket=name)
+            return True
         except FileNotFoundError:
             return False
+        except (AccessDeniedError, StorageError) as exc:  # 403, or a 400 of a server refusing the request
+            if not isinstance(exc.__cause__, ClientError):
+                raise  # unreachable endpoint, timeout...
+            refused = exc
+        try:
+            with self._errors("LIST", bucket=name):
+                self.client.list_objects_v2(Bucket=name, MaxKeys=1)
+        except BucketNotFoundError:
+            return False
+        except CredentialsRefusedError:
+            raise
+        except AccessDeniedError:
+            if not isinstance(refused, AccessDeniedError):
+                raise refused
+            logger.info("bucket %r: HeadBucket and listing its root are refused; assuming it exists", name)
         return True
 
     def create_bucket(self, name: str) -> None:

@@ -47,7 +47,7 @@ ERROR_CODES: dict[str, type[CottonCandyError]] = {
     "AccessDenied": AccessDeniedError,
     "403": AccessDeniedError,
     "Forbidden": AccessDeniedError,
-    # the server did not accept the keys themselves (AccessDenied may also mean "no permission")
+    # The credentials themselves are refused (a policy refusing an operation says AccessDenied).
     "InvalidAccessKeyId": CredentialsRefusedError,
     "SignatureDoesNotMatch": CredentialsRefusedError,
     "ExpiredToken": CredentialsRefusedError,
@@ -138,7 +138,9 @@ def translate_error(
         if cls is CredentialsRefusedError:
             return CredentialsRefusedError(
                 f"{operation} {where}: credentials refused by the server ({server}) [{detail}]; check the "
-                "access key and secret key", key
+                "access key and the secret key, and which source they came from (arguments, "
+                "CC_ACCESS_KEY/CC_SECRET_KEY, the cottoncandy config file, ~/.passwd-s3fs, the AWS "
+                "configuration)", key
             )
         if issubclass(cls, AccessDeniedError):
             return AccessDeniedError(

@@ -109,39 +109,47 @@ def _list_prefix(args: argparse.Namespace) -> str:
 
 
 def open_backend(args: argparse.Namespace, quick: bool = False):
-    """Connect, list the bucket under ``--prefix`` and return ``(backend, listing)``.
+    """Connect, check the bucket and list it under ``--prefix``; return ``(backend, listing)``.
 
-    The listing proves that the bucket exists and that the credentials work,
-    and its error code tells "no such bucket", "credentials refused" and "no
-    permission" apart (a HEAD request's 403 has no code). Raises
-    :class:`MountError`.
+    Connecting checks the bucket as ``get_interface`` does (a bucket whose
+    HEAD is refused but whose objects may be listed is fine; refused
+    credentials fail at once). The listing proves that the mounted prefix can
+    be read. Raises :class:`MountError`.
     """
-    from ..interface import make_backend
+    from ..connect import make_backend
 
     settings = s3_settings(args, quick) if args.backend == "s3" else {}
+    where = "the local store" if args.backend == "local" else \
+        (args.endpoint_url or os.environ.get("CC_ENDPOINT_URL") or "the configured endpoint")
+    backend = None
     try:
-        backend = make_backend(args.bucket, args.backend, endpoint_url=args.endpoint_url,
-                               profile=args.profile, region=args.region, **settings)
-    except (BucketNotFoundError, CredentialsMissingError) as exc:  # not a directory (local), no such --profile
-        raise MountError(str(exc)) from None
-    except ValueError as exc:  # an endpoint URL that is not http(s)://, from the environment or config file
-        raise MountError(f"{exc} (from CC_ENDPOINT_URL or the config file)") from None
-    where = (backend.credentials.endpoint_url or "AWS S3") if args.backend == "s3" else "the local store"
-    try:
-        listing = backend.list_dir(_list_prefix(args))
-    except BucketNotFoundError:
-        failure = MountError(f"no such bucket: {args.bucket} at {where}")
-    except CredentialsMissingError:
-        failure = MountError(
-            f"no credentials found, nothing was sent to {where}: set CC_ACCESS_KEY and CC_SECRET_KEY, "
-            "fill in ~/.config/cottoncandy/options.cfg or ~/.aws/credentials, or give --profile")
+        backend = make_backend(args.bucket, args.backend, endpoint_url=args.endpoint_url, profile=args.profile,
+                               region=args.region, force_bucket_creation=False, **settings)
+        if args.backend == "s3":
+            where = backend.credentials.endpoint_url or "AWS S3"
+        listing = backend.check_access(args.prefix)
+    except BucketNotFoundError as exc:
+        if args.backend != "local":
+            failure = MountError(f"no such bucket: {args.bucket} at {where}")
+        elif not os.path.exists(args.bucket):
+            failure = MountError(f"no such directory: {args.bucket}")
+        else:
+            failure = MountError(str(exc))  # not a directory
+    except CredentialsMissingError as exc:
+        failure = MountError(str(exc) if args.profile else
+                             f"no credentials found, nothing was sent to {where}: set CC_ACCESS_KEY and "
+                             "CC_SECRET_KEY, fill in ~/.config/cottoncandy/options.cfg, ~/.passwd-s3fs or "
+                             "~/.aws/credentials, or give --profile")
     except AccessDeniedError as exc:  # refused keys and missing permissions: the message says which
         failure = MountError(str(exc))
-    except (CottonCandyError, OSError, ValueError) as exc:
+    except ValueError as exc:  # an endpoint URL that is not http(s)://, from the environment or config file
+        failure = MountError(f"{exc} (from CC_ENDPOINT_URL or the config file)" if backend is None else str(exc))
+    except (CottonCandyError, OSError) as exc:
         failure = MountError(f"cannot reach {where} for bucket {args.bucket}: {exc}", FAILURE)
     else:
         return backend, listing
-    backend.close()
+    if backend is not None:
+        backend.close()
     raise failure
 
 

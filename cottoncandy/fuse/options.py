@@ -265,7 +265,7 @@ def build_parser() -> MountArgumentParser:
         description="Mount an S3 bucket (or a local cottoncandy store) read-only. Arrays appear as "
         ".npy files decoded on the fly, prefixes as directories, dask arrays as one .npy and sparse "
         "matrices as .npz. Credentials come from CC_ACCESS_KEY/CC_SECRET_KEY, "
-        "~/.config/cottoncandy/options.cfg, --profile or boto3's own chain (AWS_* variables, "
+        "~/.config/cottoncandy/options.cfg, ~/.passwd-s3fs, --profile or boto3's own chain (AWS_* variables, "
         "~/.aws), never from the command line. Unmount with 'fusermount3 -u MOUNTPOINT' or 'umount'.",
         epilog="Exit status: 0 mounted (or unmounted, in the foreground); 2 a mistake in the arguments "
         "or the configuration (bad option value, no such bucket or directory, no or refused "
