@@ -104,6 +104,9 @@ class S3Settings:
         Total attempts per request, first one included.
     connect_timeout, read_timeout : float
         Seconds.
+    max_inflight : int
+        Requests kept in flight at once by bulk metadata calls
+        (:meth:`~cottoncandy.backends.base.StorageBackend.heads`).
     """
 
     max_concurrency: int = 8
@@ -114,6 +117,7 @@ class S3Settings:
     max_attempts: int = 5
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    max_inflight: int = 64
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -126,6 +130,8 @@ class S3Settings:
             raise ValueError(f"retry_mode must be 'standard', 'adaptive' or 'legacy', not {self.retry_mode!r}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, not {self.max_attempts}")
+        if self.max_inflight < 1:
+            raise ValueError(f"max_inflight must be >= 1, not {self.max_inflight}")
 
     @property
     def pool_size(self) -> int:

@@ -1,10 +1,12 @@
-"""S3 storage backend (boto3), for AWS and S3-compatible servers.
+"""S3 storage backend, for AWS and S3-compatible servers.
 
-With :mod:`.s3client`, the only module that uses boto3. Big reads are
-parallel ranged GETs that stream straight into the caller's buffer, resumed
-where a body breaks off; big writes are parallel multipart uploads from memory
-slices, aborted on any failure so that no partial object ever appears and the
-previous version stays intact.
+With :mod:`.s3client`, the only module that uses boto3; it reads through
+obstore (:mod:`.s3reader`) where that is faster and exact: HEADs (many at
+once in :meth:`S3Backend.heads`), one-level listings and ranged GETs, boto3
+otherwise. Big reads are parallel ranged GETs straight into the caller's
+buffer, resumed where a body breaks off; big writes are parallel multipart
+uploads from memory slices, aborted on any failure so that no partial object
+ever appears and the previous version stays intact.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from ..config import Credentials, S3Settings, is_aws_endpoint
 from ..errors import ArrayFormatError, ObjectNotFoundError, StorageError
 from ..metadata import normalize_metadata
 from .base import Listing, ObjectInfo, ProgressCallback, StorageBackend
-from .s3errors import translate_error
+from .s3errors import is_invalid_range, translate_error
 from .s3client import make_client
-from .s3parts import Chunks, iter_parts, raise_first, read_full, wait_all
+from .s3reader import ObstoreReader, Unservable
+from .s3parts import Chunks, etag_changed, iter_parts, quote_etag, raise_first, read_full, wait_all
 
 logger = logging.getLogger(__name__)
 
@@ -65,21 +68,23 @@ class S3Backend(StorageBackend):
         self.settings = settings or S3Settings()
         self._owns_client = client is None
         self.client = client if client is not None else make_client(self.credentials, self.settings)
+        self.reader = ObstoreReader(bucket, self.client, self.credentials, self.settings)
 
     def __repr__(self) -> str:
         return f"S3Backend(bucket={self.bucket!r}, endpoint_url={self.credentials.endpoint_url!r})"
 
     def __getstate__(self) -> dict:
-        # botocore clients do not pickle: ship credentials and settings, reconnect on arrival
-        # (dask sends backends to workers).
+        # botocore clients and obstore stores do not pickle: ship credentials and settings,
+        # reconnect on arrival (dask sends backends to workers).
         state = self.__dict__.copy()
-        state["client"] = None
+        state["client"] = state["reader"] = None
         state["_owns_client"] = True
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.client = make_client(self.credentials, self.settings)
+        self.reader = ObstoreReader(self.bucket, self.client, self.credentials, self.settings)
 
     def new_client(self):
         """A fresh client with the same credentials and settings (e.g. one per process or thread)."""
@@ -90,7 +95,8 @@ class S3Backend(StorageBackend):
         return S3Backend(name, self.credentials, self.settings, client=self.client)
 
     def close(self) -> None:
-        """Close the HTTP connections of the client if this backend created it."""
+        """Stop the reader's event loop; close the client's connections if this backend created it."""
+        self.reader.close()
         if self._owns_client:
             self.client.close()
 
@@ -111,12 +117,22 @@ class S3Backend(StorageBackend):
 
     def _check_etag(self, key: str, expected: str | None, got: str | None) -> None:
         # Some servers (rclone) ignore If-Match: compare the ETag we got as well.
-        if expected is not None and got is not None and got.strip('"') != expected.strip('"'):
+        if etag_changed(expected, got):
             raise ObjectNotFoundError(f"GET s3://{self.bucket}/{key}: the object changed while being read", key)
 
     # -- reading ------------------------------------------------------------
     def head(self, key: str) -> ObjectInfo:
         """Return size, ETag and lower-cased user metadata of ``key``."""
+        if self.reader.serves(key):
+            with contextlib.suppress(Unservable):
+                return self.reader.head(key)
+        return self._boto3_head(key)
+
+    def heads(self, keys: Sequence[str]) -> list[ObjectInfo | None | Exception]:
+        """HEAD many keys with up to ``settings.max_inflight`` requests in flight (see the base class)."""
+        return self.reader.heads(list(keys), self._boto3_head)
+
+    def _boto3_head(self, key: str) -> ObjectInfo:
         with self._errors("HEAD", key):
             resp = self.client.head_object(Bucket=self.bucket, Key=key)
         return self._info(key, resp)
@@ -127,7 +143,7 @@ class S3Backend(StorageBackend):
         return ObjectInfo(
             key=key,
             size=int(resp.get("ContentLength", resp.get("Size", 0))),
-            etag=_quote_etag(resp.get("ETag", "")),
+            etag=quote_etag(resp.get("ETag", "")),
             last_modified=modified.timestamp() if modified is not None else 0.0,
             metadata=normalize_metadata(resp.get("Metadata")) if "Metadata" in resp else None,
         )
@@ -138,6 +154,7 @@ class S3Backend(StorageBackend):
             kwargs["IfMatch"] = etag
         with self._errors("GET", key):
             resp = self.client.get_object(**kwargs)
+        self.reader.note_ranged_answer(resp.get("ResponseMetadata", {}).get("HTTPStatusCode"))
         self._check_etag(key, etag, resp.get("ETag"))
         return resp
 
@@ -157,12 +174,21 @@ class S3Backend(StorageBackend):
             raise ValueError(f"invalid byte range [{start}, {end}) for {key!r}")
         if end == start:
             return b""
+        if self.reader.serves(key):
+            try:
+                return self.reader.read_range(key, start, end, etag)
+            except Unservable:
+                pass
+            except StorageError as exc:
+                if is_invalid_range(exc):
+                    return b""  # start at or past the end of the body
+                raise
         failures = 0
         while True:
             try:
                 resp = self._get(key, start, end, etag)
             except StorageError as exc:
-                if _invalid_range(exc):
+                if is_invalid_range(exc):
                     return b""  # start at or past the end of the body
                 raise
             try:
@@ -213,7 +239,7 @@ class S3Backend(StorageBackend):
                 if not offset:
                     state["cancel"] = True
                     known.set()
-                if _invalid_range(exc):
+                if is_invalid_range(exc):
                     raise ArrayFormatError(
                         f"{key}: body ends before byte {start + offset + 1} (expected {start + size} bytes)", key
                     ) from exc
@@ -239,15 +265,19 @@ class S3Backend(StorageBackend):
         is not known yet (and sets ``state['known']``). Returns the bytes read:
         fewer than asked only when the body ends first (or ``state['cancel']``).
         """
+        if self.reader.serves(key):
+            with contextlib.suppress(Unservable):
+                got, etag = self.reader.read_span(key, target, position, state.get("etag"))
+                self._fix_etag(state, etag)
+                if progress is not None and got:
+                    progress(got)
+                return got
         done, total, failures = 0, target.nbytes, 0
         while done < total:
             if state.get("cancel"):
                 return done
             resp = self._get(key, position + done, position + total, state.get("etag"))
-            if state.get("etag") is None:
-                state["etag"] = resp.get("ETag")
-                if "known" in state:
-                    state["known"].set()
+            self._fix_etag(state, resp.get("ETag"))
             body = resp["Body"]
             try:
                 with self._errors("GET", key):
@@ -266,6 +296,14 @@ class S3Backend(StorageBackend):
             finally:
                 body.close()
         return done
+
+    @staticmethod
+    def _fix_etag(state: dict, etag: str | None) -> None:
+        """The first answer of a read fixes the ETag every part must match."""
+        if state.get("etag") is None:
+            state["etag"] = etag
+            if "known" in state:
+                state["known"].set()
 
     def open_stream(self, key: str) -> tuple[BinaryIO, ObjectInfo]:
         """Open the whole body for sequential reading; the caller closes it."""
@@ -405,6 +443,11 @@ class S3Backend(StorageBackend):
 
     def list_dir(self, prefix: str = "") -> Listing:
         """One ``/``-delimited level under ``prefix``: objects and sub-prefixes, sorted."""
+        if self.reader.serves():
+            try:
+                return self.reader.list_dir(prefix)
+            except Unservable as exc:
+                logger.debug("LIST s3://%s/%s with boto3: %s", self.bucket, prefix, exc)
         objects, prefixes = [], []
         for page in self._pages(Prefix=prefix, Delimiter="/"):
             objects.extend(self._info(o["Key"], o) for o in page.get("Contents", []) if o["Key"] != prefix)
@@ -442,13 +485,3 @@ class S3Backend(StorageBackend):
             resp = self.client.list_buckets()
         return sorted(b["Name"] for b in resp.get("Buckets", []))
 
-
-def _invalid_range(exc: StorageError) -> bool:
-    """Tell whether a translated error was a 416 (range starts past the end of the body)."""
-    cause = exc.__cause__
-    return isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == "InvalidRange"
-
-
-def _quote_etag(etag: str) -> str:
-    """ETags in one form, quoted (some servers leave the quotes out of listings)."""
-    return f'"{etag.strip(chr(34))}"' if etag else ""
