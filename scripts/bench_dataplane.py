@@ -9,8 +9,9 @@ Starts a loopback server (``rclone serve s3`` by default), or uses
 ``--endpoint`` with the keys from ``CC_ACCESS_KEY``/``CC_SECRET_KEY`` (e.g. a
 SeaweedFS that answers ranged GETs with 206), writes ``--objects`` small
 objects with array metadata in 50 directories and one ``--mib`` MiB object,
-and prints one table, medians of ``--repeat`` runs, each figure with its ratio
-to the boto3 baseline of its group measured in the same run:
+and prints one table, medians of ``--repeat`` rounds (the tests of a group take
+turns in each round), each figure with its ratio to the boto3 baseline of its
+group and the CPU seconds the process used (busy thread included):
 
 * HEAD of every object: boto3 ``head_object`` on 1/16/64 threads; obstore
   ``get_async(head=True)`` with 16/64/256 in flight; ``S3Backend.heads``;
@@ -74,10 +75,13 @@ def busy_python_thread(enabled: bool):
             thread.join()
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def timed(fn, busy: bool) -> tuple[float, float]:
+    """Wall-clock seconds and CPU seconds of this process (Rust threads included) of one ``fn()``."""
+    with busy_python_thread(busy):
+        start, cpu = time.perf_counter(), time.process_time()
+        fn()
+        wall, used = time.perf_counter() - start, time.process_time() - cpu
+    return wall, used
 
 
 def boto3_heads(client, bucket, keys, threads):
@@ -136,6 +140,12 @@ def obstore_ranges_async(store, key, size):
     assert asyncio.run(run()) == size
 
 
+def small_ranges(read, size, count=500, length=64 << 10):
+    """``count`` ranged reads of ``length`` bytes at spread offsets, one after the other."""
+    step = (size - length) // count
+    assert sum(len(read(i * step, i * step + length)) for i in range(count)) == count * length
+
+
 def backend_read_into(backend, key, buffer):
     backend.read_into(key, memoryview(buffer))
 
@@ -169,6 +179,8 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=2000)
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("head", "list", "get"), action="append",
+                        help="run only these groups (repeatable); all by default")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,21 +247,36 @@ def run(args, endpoint, access, secret) -> None:
         tests.append((f"S3Backend.read_into{label}", busy, lambda: backend_read_into(backend, big, buffer)))
         groups.append((f"GET {args.mib} MiB in 8 MiB ranges{label}", "MB/s", tests))
 
-    print(f"server {endpoint}; ranged GETs answered with 206: {ranges}; medians of {args.repeat}")
-    print(f"{'ratio: speed relative to the first row of its group (>1 is faster)':58} {'value':>10} {'ratio':>7}")
+    def boto3_range(start, end):
+        return client.get_object(Bucket=bucket, Key=big, Range=f"bytes={start}-{end - 1}")["Body"].read()
+
+    tests = [("boto3 get_object Range", lambda: small_ranges(boto3_range, size))]
+    if ranges:
+        tests.append(("obstore get_range", lambda: small_ranges(
+            lambda a, b: obstore.get_range(store, big, start=a, end=b), size)))
+    tests.append(("S3Backend.read_range", lambda: small_ranges(lambda a, b: backend.read_range(big, a, b), size)))
+    groups.append(("GET 500 x 64 KiB ranges, one after the other", "s", tests))
+    groups = [g for g in groups if not args.only or g[0].split()[0].lower() in args.only]
+    print(f"server {endpoint}; ranged GETs answered with 206: {ranges}; medians of {args.repeat} rounds, "
+          "the tests of a group taking turns in each round")
+    print(f"{'ratio: speed relative to the first row of its group (>1 is faster)':58} {'value':>10} {'ratio':>7}"
+          f" {'CPU s':>7}")
     for title, unit, tests in groups:
         print(title)
-        baseline = None
+        runs: dict[str, list[tuple[float, float]]] = {entry[0]: [] for entry in tests}
         for entry in tests:
-            name, fn = entry[0], entry[-1]
-            busy = entry[1] if len(entry) == 3 else False
-            fn()  # warm up: connections, rclone's first-GET checksum
-            with busy_python_thread(busy):
-                seconds = statistics.median(timed(fn) for _ in range(args.repeat))
+            entry[-1]()  # warm up: connections, rclone's first-GET checksum
+        for _ in range(args.repeat):  # interleaved, so that a load change on the machine hits all alike
+            for entry in tests:
+                runs[entry[0]].append(timed(entry[-1], entry[1] if len(entry) == 3 else False))
+        baseline = None
+        for name, measured in runs.items():
+            seconds = statistics.median(wall for wall, _ in measured)
+            cpu = statistics.median(used for _, used in measured)
             value = seconds if unit == "s" else size / seconds / 1e6
             baseline = baseline or value
             ratio = baseline / value if unit == "s" else value / baseline
-            print(f"  {name:56} {value:8.3f} {unit:4} {ratio:6.2f}x")
+            print(f"  {name:56} {value:8.3f} {unit:4} {ratio:6.2f}x {cpu:7.2f}")
         if not ranges and unit == "MB/s":
             print("  obstore ranged GETs: n/a (the server answers ranged GETs with 200)")
     backend.close()

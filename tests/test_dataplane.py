@@ -17,7 +17,6 @@ import time
 import obstore
 import pytest
 
-from cottoncandy.backends import s3reader
 from cottoncandy.backends.base import ObjectInfo
 from cottoncandy.backends.s3 import S3Backend
 from cottoncandy.backends.s3errors import translate_obstore_error
