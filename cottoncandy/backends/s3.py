@@ -1,10 +1,11 @@
 """S3 storage backend, for AWS and S3-compatible servers.
 
-With :mod:`.s3client`, the only module that uses boto3; it reads through
-obstore (:mod:`.s3reader`) where that is faster and exact: HEADs (many at
-once in :meth:`S3Backend.heads`), one-level listings and ranged GETs, boto3
-otherwise. Big reads are parallel ranged GETs straight into the caller's
-buffer, resumed where a body breaks off; writes are in :mod:`.s3upload`.
+The ``s3*`` modules of this package are the only ones that use boto3 and
+obstore. The backend reads through obstore (:mod:`.s3reader`) where that is
+faster and exact: HEADs (many at once in :meth:`S3Backend.heads`), one-level
+listings and ranged GETs; through boto3 (:mod:`.s3client`) otherwise. Big
+reads are parallel ranged GETs straight into the caller's buffer, resumed where
+a body breaks off; writes are in :mod:`.s3upload`.
 """
 
 from __future__ import annotations

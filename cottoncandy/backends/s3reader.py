@@ -53,6 +53,7 @@ import os
 import re
 import threading
 import weakref
+from concurrent.futures import CancelledError
 from typing import Callable, Sequence
 
 import obstore
@@ -60,7 +61,7 @@ from obstore.exceptions import BaseError as ObstoreError
 from obstore.exceptions import InvalidPathError
 
 from ..config import Credentials, S3Settings
-from ..errors import CottonCandyError, ObjectNotFoundError
+from ..errors import CottonCandyError, ObjectNotFoundError, StorageError
 from ..metadata import normalize_metadata
 from .base import Listing, ObjectInfo, head_result
 from .s3errors import obstore_error_status, translate_obstore_error
@@ -247,6 +248,9 @@ class ObstoreReader:
                 answers = self._loop_thread().run(self._heads_async([keys[i] for i in direct]))
             except Unservable:
                 direct = []
+            except CancelledError:  # close() stopped the loop meanwhile
+                raise StorageError(f"HEAD of {len(direct)} keys of s3://{self.bucket}: the backend was closed "
+                                   "while they were in flight") from None
             else:
                 for i, answer in zip(direct, answers):
                     results[i] = answer
