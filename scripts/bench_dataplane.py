@@ -19,9 +19,13 @@ group and the CPU seconds the process used (busy thread included):
   directories one level each (``S3Backend.list_dir`` with boto3 and obstore);
 * ranged GETs of the big object in 8 MiB ranges on 8 threads: boto3,
   obstore ``get_range`` (threads), obstore ``get_range_async`` (8 in flight),
-  and ``S3Backend.read_into``; each also with a busy Python thread competing
-  for the GIL. Servers that answer ranged GETs with 200 (rclone) show ``n/a``
-  for obstore.
+  and ``S3Backend.read_into`` (through obstore, and through its boto3 path);
+  each also with a busy Python thread competing for the GIL;
+* 500 ranged GETs of 64 KiB one after the other (the mount's random reads):
+  boto3, obstore, ``S3Backend.read_range``.
+
+Servers that answer ranged GETs with 200 (rclone) show ``n/a`` for obstore's
+ranged GETs. ``--only get`` (or ``head``, ``list``) runs one group.
 """
 
 from __future__ import annotations
@@ -209,14 +213,24 @@ def run(args, endpoint, access, secret) -> None:
     dirs = sorted({k.split("/")[0] + "/" for k in keys})
     buffer = bytearray(b"\1" * size)  # allocated and touched once, outside the timings
 
-    def listing_with(obstore_on: bool):
+    @contextmanager
+    def boto3_only(enabled: bool = True):
+        """The backend as if obstore could serve nothing (its boto3 paths)."""
         saved = backend.reader.serves
-        if not obstore_on:
+        if enabled:
             backend.reader.serves = lambda key=None: False
         try:
-            assert sum(len(backend.list_dir(d).objects) for d in dirs) == len(keys)
+            yield
         finally:
             backend.reader.serves = saved
+
+    def listing_with(obstore_on: bool):
+        with boto3_only(not obstore_on):
+            assert sum(len(backend.list_dir(d).objects) for d in dirs) == len(keys)
+
+    def read_into_boto3_only():
+        with boto3_only():
+            backend_read_into(backend, big, buffer)
 
     n = len(keys)
     groups = [
@@ -245,6 +259,8 @@ def run(args, endpoint, access, secret) -> None:
                       (f"obstore get_range_async, {THREADS} in flight{label}", busy,
                        lambda: obstore_ranges_async(store, big, size))]
         tests.append((f"S3Backend.read_into{label}", busy, lambda: backend_read_into(backend, big, buffer)))
+        if ranges:
+            tests.append((f"S3Backend.read_into, boto3 path{label}", busy, read_into_boto3_only))
         groups.append((f"GET {args.mib} MiB in 8 MiB ranges{label}", "MB/s", tests))
 
     def boto3_range(start, end):

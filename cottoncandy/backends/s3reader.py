@@ -2,30 +2,44 @@
 
 obstore (Python bindings of the Rust ``object_store`` crate) does its network
 I/O in Rust threads without holding the GIL, and keeps hundreds of requests in
-flight from one Python thread. boto3 spends about 3 ms of Python CPU per
+flight from one Python thread; boto3 spends about 1-3 ms of Python CPU per
 request here, serialised by the GIL whatever the thread count. The
 :class:`~cottoncandy.backends.s3.S3Backend` uses this reader by composition
 for what it does better, and boto3 for everything else (writes, multipart,
-copy, delete, bucket calls, whole-body streams) and wherever obstore cannot
-serve a call exactly.
+copy, delete, bucket calls, whole-body streams, recursive listings) and
+wherever obstore cannot serve a call exactly.
 
-Measured with ``scripts/bench_dataplane.py`` (loopback ``rclone serve s3``,
-2,000 objects with array metadata; 2-core machine shared with other work, so
-figures are noisy, ratios come from one run):
+Measured with ``scripts/bench_dataplane.py`` (obstore 0.12.1, boto3 1.44;
+loopback ``rclone serve s3`` and SeaweedFS 4.48, 2,000 small objects with
+array metadata in 50 directories, one 256 MiB object; a 2-core machine shared
+with other work at load 6-15, so figures move between runs; ratios are from
+one run, the tests of a group taking turns; CPU is this process's):
 
-* HEAD x2,000: boto3 ``head_object`` 2.0-4.4 s on 1, 16 or 64 threads (the
-  GIL); obstore ``get_async(head=True)`` 0.23-0.5 s with 16-256 in flight.
-  -> :meth:`ObstoreReader.heads`, one event loop thread, ``max_inflight``
-  requests at once (default 64); single :meth:`head` calls too.
-* LIST of 2,000 keys: obstore 0.03 s, boto3's paginator 0.14-0.37 s.
-  -> :meth:`ObstoreReader.list_dir` (one ``/``-level). ``iter_objects`` stays
-  with boto3: obstore spells a directory marker ``p/`` as ``p``, and in a
-  recursive listing that cannot be told from an object ``p``.
-* Ranged GETs, 256 MiB in 8 MiB parts on SeaweedFS: boto3 on 8 threads
-  580-840 MB/s, obstore ``get_range`` on 8 threads 820-1420 MB/s (async
-  600-900 MB/s). -> :meth:`ObstoreReader.read_range` and
-  :meth:`ObstoreReader.read_span` (the backend's threads, GIL released while
-  waiting).
+* HEAD x2,000. rclone: boto3 ``head_object`` 3.2 / 2.7 / 2.1 s on 1 / 16 / 64
+  threads (1.8-2.1 s CPU), obstore ``get_async(head=True)`` 0.35-0.52 s with
+  16-256 in flight (0.3 s CPU), ``S3Backend.heads`` 0.40 s (8x boto3 on one
+  thread, 5x on 64); SeaweedFS: boto3 5.1 / 2.8 / 2.9 s, obstore 0.91-0.99 s,
+  ``heads`` 1.0 s. -> :meth:`ObstoreReader.heads` on one event loop thread,
+  ``max_inflight`` requests at once (default 64; 16-256 measure the same), and
+  single :meth:`head` calls.
+* LIST. All 2,000 keys, recursive: boto3's paginator 0.47 s (rclone) / 0.33 s
+  (SeaweedFS), obstore 0.056 / 0.051 s; the 50 directories one level each
+  (what ``ls -R`` of a mount asks): ``list_dir`` through boto3 0.57 / 0.43 s,
+  through obstore 0.08 / 0.12 s. -> :meth:`ObstoreReader.list_dir`.
+  ``iter_objects`` stays with boto3 although obstore lists 6-8x faster:
+  obstore spells a directory marker ``p/`` as ``p``, which a recursive
+  listing cannot tell from an object ``p``; one level can (the marker of the
+  listed prefix is the only object that can look like it).
+* Ranged GETs, SeaweedFS (rclone cannot: see below). 256 MiB in 8 MiB ranges on
+  8 threads: a tie. Quiet machine, 3 runs: boto3 1120-1560 MB/s,
+  ``read_into`` through obstore 0.96-1.02x of it, through boto3 0.94-1.03x;
+  with a busy Python thread competing for the GIL, obstore 0.92-0.98x, boto3
+  0.87-1.03x, obstore using ~20 % more CPU (it copies each part from its own
+  buffer into the caller's, boto3 reads into it). 500 ranges of 64 KiB one
+  after the other (the mount's random reads): boto3 0.89-1.09 s, obstore
+  0.41-0.51 s (2.0-2.2x), CPU 0.45-0.53 s against 0.07-0.11 s.
+  -> :meth:`ObstoreReader.read_range` and :meth:`ObstoreReader.read_span`
+  (each part of ``read_into`` on the backend's threads).
 
 Traps handled here:
 
