@@ -45,6 +45,16 @@ class ObjectInfo:
     metadata: dict[str, str] | None = field(default=None, compare=False)
 
 
+def head_result(head: Callable[[str], ObjectInfo], key: str) -> "ObjectInfo | None | Exception":
+    """One entry of :meth:`StorageBackend.heads`: ``head(key)``, ``None`` if missing, or its error."""
+    try:
+        return head(key)
+    except FileNotFoundError:
+        return None
+    except CottonCandyError as exc:
+        return exc
+
+
 @dataclass(frozen=True)
 class Listing:
     """One level of a ``/``-delimited listing: objects and sub-prefixes (ending in ``/``)."""
@@ -76,15 +86,7 @@ class StorageBackend(abc.ABC):
         bad key does not fail the others). Backends with a cheaper way to keep
         many requests in flight override this; the default asks one by one.
         """
-        results: list[ObjectInfo | None | Exception] = []
-        for key in keys:
-            try:
-                results.append(self.head(key))
-            except FileNotFoundError:
-                results.append(None)
-            except CottonCandyError as exc:
-                results.append(exc)
-        return results
+        return [head_result(self.head, key) for key in keys]
 
     @abc.abstractmethod
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
