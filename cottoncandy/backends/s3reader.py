@@ -191,6 +191,7 @@ class ObstoreReader:
         self._no_store = False
         self._loop: _LoopThread | None = None
         self._finalizer: weakref.finalize | None = None
+        self._slots: asyncio.Semaphore | None = None  # max_inflight over all concurrent heads() calls
 
     def __repr__(self) -> str:
         return f"ObstoreReader(bucket={self.bucket!r})"
@@ -226,6 +227,7 @@ class ObstoreReader:
         """Stop the event loop thread, if one was started (a later :meth:`heads` starts a new one)."""
         with self._lock:
             loop, self._loop = self._loop, None
+            self._slots = None  # bound to that loop
             if self._finalizer is not None:
                 self._finalizer.detach()
                 self._finalizer = None
@@ -285,11 +287,16 @@ class ObstoreReader:
         store = self._get_store()
         results: list = [None] * len(keys)
         todo = iter(enumerate(keys))
+        if self._slots is None:  # created on the loop thread, shared by every call on it
+            self._slots = asyncio.Semaphore(self.settings.max_inflight)
+        slots = self._slots
 
         async def worker() -> None:  # a fixed pool of workers: memory bounded however many keys
             for i, key in todo:
                 try:
-                    results[i] = self._info(key, await obstore.get_async(store, key, options={"head": True}))
+                    async with slots:
+                        answer = await obstore.get_async(store, key, options={"head": True})
+                    results[i] = self._info(key, answer)
                 except Unservable as exc:
                     results[i] = exc
                 except OBSTORE_ERRORS as exc:

@@ -18,6 +18,12 @@ bounded by the number of entries it holds (not the number of directories, so
 a tree of thousands of small directories does not thrash it). Entries are
 immutable; a refresh replaces them. A path whose directory was never listed
 is resolved by HEADing the few keys that could claim its name.
+
+Listing a directory starts listing its first :data:`PREFETCH_CHILDREN`
+sub-directories in the background: ``ls -R``, ``find`` and ``os.walk`` go
+there next, and their LISTs and HEADs then overlap instead of waiting for each
+other directory by directory. A directory being listed is listed once: a
+second caller waits for the first.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 from cachetools import LRUCache, TTLCache
@@ -60,6 +66,8 @@ logger = logging.getLogger(__name__)
 MAX_MANIFEST_BYTES = 64 << 20
 #: Entries (over all cached directories) kept in memory; about 0.5 KiB each.
 DEFAULT_MAX_ENTRIES = 1_000_000
+#: Sub-directories of a listed directory that are listed ahead, in the background.
+PREFETCH_CHILDREN = 64
 _MISSING = object()
 
 
@@ -89,6 +97,8 @@ class Tree:
         Bound on the entries of listed directories held in memory.
     manifest_workers : int
         Threads fetching manifest bodies.
+    prefetch_workers : int
+        Threads listing sub-directories ahead (0: no prefetch).
     timer : callable
         Monotonic clock for the caches (tests may pass a fake one).
     """
@@ -102,6 +112,7 @@ class Tree:
         build_sparse: Callable[[Entry, Tree], bytes] | None = None,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         manifest_workers: int = 8,
+        prefetch_workers: int = 4,
         timer: Callable[[], float] = time.monotonic,
     ):
         self.backend = backend
@@ -118,9 +129,14 @@ class Tree:
         self._manifests: LRUCache = LRUCache(maxsize=1024)
         self._built: LRUCache = LRUCache(maxsize=256 << 20, getsizeof=len)
         self._pool = ThreadPoolExecutor(max_workers=max(1, manifest_workers), thread_name_prefix="cc-tree")
+        self._prefetcher = (ThreadPoolExecutor(max_workers=prefetch_workers, thread_name_prefix="cc-prefetch")
+                            if prefetch_workers > 0 else None)
+        self._listing: dict[str, Future] = {}  # directories being listed right now
 
     def close(self) -> None:
-        """Stop the manifest thread pool."""
+        """Stop the thread pools."""
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # -- cached storage calls ----------------------------------------------
@@ -294,11 +310,56 @@ class Tree:
         """The entry of the mount root."""
         return Entry("", Kind.DIR, self.prefix.rstrip("/"), mtime=self.mount_time)
 
-    def dir_entries(self, prefix: str) -> dict[str, Entry]:
-        """Name -> entry for the directory at ``prefix`` (``''`` or ending in ``/``)."""
-        hit = self._cached(self._dirs, prefix)
+    def dir_entries(self, prefix: str, prefetch: bool = True) -> dict[str, Entry]:
+        """Name -> entry for the directory at ``prefix`` (``''`` or ending in ``/``).
+
+        With ``prefetch``, the first sub-directories are then listed ahead.
+        """
+        with self._lock:
+            hit = self._dirs.get(prefix, _MISSING)
+            running = self._listing.get(prefix) if hit is _MISSING else None
+            mine = hit is _MISSING and running is None
+            if mine:
+                running = self._listing[prefix] = Future()
         if hit is not _MISSING:
             return hit  # type: ignore[return-value]
+        if not mine:
+            try:
+                return running.result()  # type: ignore[union-attr]
+            except CottonCandyError:  # the other lister failed: try on our own
+                return self.dir_entries(prefix, prefetch)
+        try:
+            named = self._list(prefix)
+        except BaseException as exc:
+            running.set_exception(exc)  # type: ignore[union-attr]
+            raise
+        finally:
+            with self._lock:
+                self._listing.pop(prefix, None)
+        running.set_result(named)  # type: ignore[union-attr]
+        if prefetch:
+            self._prefetch([e.key + "/" for e in named.values() if e.is_dir][:PREFETCH_CHILDREN])
+        return named
+
+    def _prefetch(self, prefixes: list[str]) -> None:
+        if self._prefetcher is None:
+            return
+        for prefix in prefixes:
+            with self._lock:
+                known = prefix in self._dirs or prefix in self._listing
+            if not known:
+                try:
+                    self._prefetcher.submit(self._list_ahead, prefix)
+                except RuntimeError:  # shut down: the mount is going away
+                    return
+
+    def _list_ahead(self, prefix: str) -> None:
+        try:
+            self.dir_entries(prefix, prefetch=False)
+        except CottonCandyError as exc:  # whoever opens it will see the error then
+            logger.debug("listing %s ahead failed: %s", prefix, exc)
+
+    def _list(self, prefix: str) -> dict[str, Entry]:
         listing = self.backend.list_dir(prefix)
         objects = [o for o in listing.objects if not is_hidden_key(o.key)]
         prefixes = [p for p in listing.prefixes if not is_hidden_key(p)]
