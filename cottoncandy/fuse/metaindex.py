@@ -20,7 +20,7 @@ It is a cache and behaves like one:
 * **Bounded.** At most ``max_entries`` rows; the least recently seen tenth is
   dropped when the bound is passed. Manifest bodies over
   :data:`MAX_BODY_BYTES` are not kept.
-* **Private.** The directory is created ``0700``, the files ``0600``.
+* **Private.** A directory it creates is ``0700``; its files are ``0600``.
 * **Shared.** Two mounts may use one file: SQLite's WAL mode and its locks
   make concurrent writers safe; a write that finds the file busy is skipped.
 
@@ -127,10 +127,12 @@ class MetadataIndex:
 
     # -- opening ------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = self.directory.stat()
-        if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
-            os.chmod(self.directory, 0o700)
+        try:
+            self.directory.mkdir(mode=0o700, parents=True)
+            os.chmod(self.directory, 0o700)  # mkdir's mode goes through the umask
+        except FileExistsError:  # someone's own directory: its mode is theirs to choose
+            if stat.S_IMODE(self.directory.stat().st_mode) & 0o077:
+                logger.info("metadata index directory %s is readable by others; its files are not", self.directory)
         try:
             return self._connect()
         except sqlite3.DatabaseError as exc:
