@@ -11,8 +11,7 @@ import uuid
 
 import pytest
 
-from .seaweedfs import start_seaweedfs
-from .servers import S3Server, start_moto, start_rclone
+from .servers import S3Server, start_server
 
 #: Every S3 server the suite runs on: rclone (metadata keys capitalised, 200 for
 #: ranged GETs), moto (closest to AWS) and SeaweedFS (keeps what it is given,
@@ -33,31 +32,28 @@ TEST_PART_SIZE = 5 << 20
 
 
 # -- S3 servers ----------------------------------------------------------------
+def _session_server(name: str, tmp_path_factory) -> S3Server:
+    server = start_server(name, tmp_path_factory.mktemp(name))
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def rclone_server(tmp_path_factory) -> S3Server:
     """``rclone serve s3`` on a free loopback port, buckets under a temporary directory."""
-    root = tmp_path_factory.mktemp("rclone")
-    server = start_rclone(root / "data", log_path=root / "rclone.log")
-    yield server
-    server.stop()
+    yield from _session_server("rclone", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory) -> S3Server:
     """moto's standalone S3 server on a free loopback port."""
-    root = tmp_path_factory.mktemp("moto")
-    server = start_moto(root / "moto.log")
-    yield server
-    server.stop()
+    yield from _session_server("moto", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def seaweedfs_server(tmp_path_factory) -> S3Server:
     """SeaweedFS (``weed mini``) on free loopback ports, its data under a temporary directory."""
-    root = tmp_path_factory.mktemp("seaweedfs")
-    server = start_seaweedfs(root / "data", log_path=root / "seaweedfs.log")
-    yield server
-    server.stop()
+    yield from _session_server("seaweedfs", tmp_path_factory)
 
 
 @pytest.fixture(params=S3_SERVERS)

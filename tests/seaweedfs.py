@@ -14,7 +14,10 @@ telemetry to a remote URL. :func:`start_seaweedfs` binds everything to
 turns telemetry, WebDAV, the Iceberg and Lance endpoints off, and makes the S3
 gateway behave like AWS where ``weed`` is laxer (no bucket created on upload,
 no deleting a non-empty bucket). Credentials go into an identities file
-written with mode 0600 (``-s3.config``), never onto the command line.
+written with mode 0600 (``-s3.config``), never onto the command line, and the
+data directory is made private (0700). Loopback is still shared by every user
+of the machine, and only the S3 gateway checks credentials: ``weed``'s own
+master, volume and filer ports answer any local process.
 
 Everything the server keeps lives under its data directory, so a later
 :func:`start_seaweedfs` on the same directory (fresh ports, same keys read
@@ -147,6 +150,7 @@ def start_seaweedfs(data_dir: str | Path, log_path: str | Path | None = None,
     """
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # the objects lie in its files, readable by anyone weed's umask allows
     log_path = Path(log_path) if log_path else data_dir.parent / "seaweedfs.log"
     identities = data_dir / IDENTITIES_FILE
     access_key, secret_key = credentials or read_identities(identities) or random_credentials()

@@ -260,6 +260,36 @@ def start_moto(log_path: str | Path) -> S3Server:
     )
 
 
+#: The servers a benchmark can run on (``--server``); the first is the default.
+BENCH_SERVERS = ("rclone", "seaweedfs")
+
+
+def start_server(name: str, root: str | Path) -> S3Server:
+    """Start the server called ``name`` with its data and log under ``root``.
+
+    The one place that lays a server out in a directory, for the session
+    fixtures and the benchmark scripts alike: ``root/data`` (rclone's buckets,
+    SeaweedFS's store) and ``root/<name>.log``.
+    """
+    root = Path(root)
+    if name == "rclone":
+        return start_rclone(root / "data", root / "rclone.log")
+    if name == "moto":
+        return start_moto(root / "moto.log")
+    if name == "seaweedfs":
+        from .seaweedfs import start_seaweedfs  # it builds on this module
+
+        return start_seaweedfs(root / "data", root / "seaweedfs.log")
+    raise ValueError(f"unknown S3 server {name!r}")
+
+
+def add_server_option(parser) -> None:
+    """Give a benchmark's ``argparse`` parser the ``--server`` option (see :data:`BENCH_SERVERS`)."""
+    parser.add_argument("--server", choices=BENCH_SERVERS, default=BENCH_SERVERS[0],
+                        help=f"loopback S3 server to measure on (default {BENCH_SERVERS[0]}); "
+                             "seaweedfs answers ranged GETs with 206 and keeps metadata like a real store")
+
+
 def iter_local_layout(root: str | Path, skip: Iterable[str] = ("MANIFEST.json",)):
     """Yield ``(key, path, metadata)`` for each object of a local-backend directory.
 
