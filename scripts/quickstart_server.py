@@ -18,7 +18,6 @@ and survive any number of stops and starts.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.seaweedfs import start_seaweedfs  # noqa: E402
-from tests.servers import ServerStartError  # noqa: E402
+from tests.servers import ServerStartError, write_private_file  # noqa: E402
 
 STOP_TIMEOUT = 30.0
 
@@ -62,12 +61,9 @@ def start(workdir: str) -> None:
     except ServerStartError as exc:
         sys.exit(f"quickstart: {exc}")
     pid_file.write_text(f"{server.process.pid}\n")
-    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), 0o600)
-        for name, value in (("CC_ENDPOINT_URL", server.endpoint_url), ("CC_ACCESS_KEY", server.access_key),
-                            ("CC_SECRET_KEY", server.secret_key), ("QUICKSTART_SERVER_PID", str(server.process.pid))):
-            fh.write(f"export {name}={shlex.quote(value)}\n")
+    exports = (("CC_ENDPOINT_URL", server.endpoint_url), ("CC_ACCESS_KEY", server.access_key),
+               ("CC_SECRET_KEY", server.secret_key), ("QUICKSTART_SERVER_PID", str(server.process.pid)))
+    write_private_file(env_file, "".join(f"export {name}={shlex.quote(value)}\n" for name, value in exports))
     print(f"SeaweedFS listening on {server.endpoint_url} (pid {server.process.pid}, data in {data})")
 
 

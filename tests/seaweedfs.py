@@ -34,7 +34,8 @@ import os
 import socket
 from pathlib import Path
 
-from .servers import S3Server, ServerStartError, launch, random_credentials, find_executable, free_port
+from .servers import (S3Server, ServerStartError, find_executable, free_port, launch, random_credentials,
+                      write_private_file)
 
 #: The identities file inside the data directory (mode 0600).
 IDENTITIES_FILE = "s3-identities.json"
@@ -56,10 +57,7 @@ def write_identities(path: Path, access_key: str, secret_key: str) -> None:
             }
         ]
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), 0o600)  # O_CREAT's mode does not apply to a file that already existed
-        json.dump(identities, fh)
+    write_private_file(path, json.dumps(identities))
 
 
 def read_identities(path: Path) -> tuple[str, str] | None:

@@ -156,6 +156,14 @@ def random_credentials() -> tuple[str, str]:
     return "CCTEST" + secrets.token_hex(7).upper(), secrets.token_urlsafe(30).replace("-", "A").replace("_", "B")
 
 
+def write_private_file(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (mode 0600, also when it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # O_CREAT's mode does not apply to a file that already existed
+        fh.write(text)
+
+
 def _tail(path: Path, nbytes: int) -> str:
     try:
         with open(path, "rb") as fh:
