@@ -122,7 +122,11 @@ def seaweedfs_argv(data_dir: Path, identities: Path) -> tuple[list[str], int]:
         path = data_dir / f"{name}.sock"
         if len(os.fsencode(path)) <= SOCKET_PATH_MAX:
             options[f"{name}.localSocket"] = path
-    argv = [find_executable("weed"), "mini"] + [f"-{name}={value}" for name, value in options.items()]
+    # Global options: glog writes its own files to $TMPDIR unless told to use stderr (our log), and
+    # weed reads *.toml (filer store, security) from the working directory and ~/.seaweedfs unless
+    # pointed at a directory of its own.
+    argv = [find_executable("weed"), "-logtostderr", f"-config_dir={data_dir}", "mini"]
+    argv += [f"-{name}={value}" for name, value in options.items()]
     return argv, ports["s3.port"]
 
 
