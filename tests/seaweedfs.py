@@ -99,7 +99,9 @@ def seaweedfs_argv(data_dir: Path, identities: Path) -> tuple[list[str], int]:
     ports["admin.port.grpc"] = ports["admin.port"] + ADMIN_GRPC_OFFSET
     if len(set(ports.values())) != len(ports):
         raise ServerStartError(f"free-port picks collided: {ports}")
-    master_dir = data_dir / "master"  # weed's default (DIR/m<port>) would change with the port
+    # weed's default master directory, DIR/m<port>, would change with the port, and the filer
+    # keeps its store (every bucket, key and metadata entry) under it: a fixed one keeps them.
+    master_dir = data_dir / "master"
     master_dir.mkdir(parents=True, exist_ok=True)
     options = {
         "dir": data_dir,
@@ -122,10 +124,8 @@ def seaweedfs_argv(data_dir: Path, identities: Path) -> tuple[list[str], int]:
         path = data_dir / f"{name}.sock"
         if len(os.fsencode(path)) <= SOCKET_PATH_MAX:
             options[f"{name}.localSocket"] = path
-    # Global options: glog writes its own files to $TMPDIR unless told to use stderr (our log), and
-    # weed reads *.toml (filer store, security) from the working directory and ~/.seaweedfs unless
-    # pointed at a directory of its own.
-    argv = [find_executable("weed"), "-logtostderr", f"-config_dir={data_dir}", "mini"]
+    # glog writes files of its own to $TMPDIR unless told to log to stderr (our log file)
+    argv = [find_executable("weed"), "-logtostderr", "mini"]
     argv += [f"-{name}={value}" for name, value in options.items()]
     return argv, ports["s3.port"]
 
@@ -158,11 +158,14 @@ def start_seaweedfs(data_dir: str | Path, log_path: str | Path | None = None,
     access_key, secret_key = credentials or read_identities(identities) or random_credentials()
     write_identities(identities, access_key, secret_key)
     argv, s3_port = seaweedfs_argv(data_dir, identities)
+    # weed reads *.toml files (filer store, security) from its working directory and ~/.seaweedfs:
+    # run it where none of the caller's can be found.
     return launch(
         "seaweedfs",
         argv,
-        dict(os.environ),
+        dict(os.environ, HOME=str(data_dir)),
         log_path,
+        cwd=data_dir,
         endpoint_url=f"http://127.0.0.1:{s3_port}",
         access_key=access_key,
         secret_key=secret_key,

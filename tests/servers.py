@@ -198,12 +198,14 @@ def _wait_ready(server: S3Server, deadline: float) -> None:
     )
 
 
-def launch(name: str, argv: list[str], env: dict[str, str], log_path: Path, **server_kwargs) -> S3Server:
-    """Run ``argv`` in its own session, logging to ``log_path``; return once it answers S3 requests."""
+def launch(name: str, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None,
+           **server_kwargs) -> S3Server:
+    """Run ``argv`` in its own session (in ``cwd``), logging to ``log_path``; return once it answers S3 requests."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+            start_new_session=True,
         )
     server = S3Server(name=name, process=process, log_path=log_path, **server_kwargs)
     try:
