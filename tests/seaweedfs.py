@@ -24,7 +24,9 @@ Everything the server keeps lives under its data directory, so a later
 back from the identities file) serves the same buckets. ``weed`` itself saves
 the last options in ``DATA_DIR/mini.options`` and reads them back on start;
 every option it saved is passed again explicitly, so that file never decides
-anything.
+anything. ``weed`` runs in its data directory with ``HOME`` set there, so no
+``filer.toml`` or ``security.toml`` of the caller's applies (a system-wide one
+in ``/etc/seaweedfs`` still would).
 """
 
 from __future__ import annotations
