@@ -31,13 +31,13 @@ in ``/etc/seaweedfs`` still would).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 from pathlib import Path
 
-from .servers import (S3Server, ServerStartError, find_executable, free_port, launch, random_credentials,
-                      write_private_file)
+from .servers import S3Server, ServerStartError, find_executable, launch, random_credentials, write_private_file
 
 #: The identities file inside the data directory (mode 0600).
 IDENTITIES_FILE = "s3-identities.json"
@@ -72,35 +72,38 @@ def read_identities(path: Path) -> tuple[str, str] | None:
     return credentials["accessKey"], credentials["secretKey"]
 
 
-def _port_with_offset_pair(offset: int, attempts: int = 200) -> int:
-    """A loopback port ``p`` such that ``p`` and ``p + offset`` were both free a moment ago."""
-    for _ in range(attempts):
-        high = free_port()
-        low = high - offset
-        if low < 1024:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def _free_ports(names: tuple[str, ...], pair: tuple[str, str], offset: int, attempts: int = 200) -> dict[str, int]:
+    """Distinct loopback ports, free a moment ago, one per name; ``pair`` gets ``p`` and ``p + offset``.
+
+    Every port stays bound until all are chosen, so no two picks can be the same.
+    """
+    with contextlib.ExitStack() as held:
+        def bind(port: int) -> int:
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", port))
+            return sock.getsockname()[1]
+
+        ports = {name: bind(0) for name in names}
+        for _ in range(attempts):
+            high = bind(0)
+            if high - offset < 1024:
+                continue
             try:
-                sock.bind(("127.0.0.1", low))
+                ports[pair[0]] = bind(high - offset)
             except OSError:
                 continue
-        return low
+            ports[pair[1]] = high
+            return ports
     raise ServerStartError(f"no free loopback port pair (p, p + {offset}) found in {attempts} attempts")
 
 
 def seaweedfs_argv(data_dir: Path, identities: Path) -> tuple[list[str], int]:
     """The ``weed mini`` command line for ``data_dir`` on fresh loopback ports, and its S3 port."""
-    ports = {
-        name: free_port()
-        for name in (
-            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-            "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc",
-        )
-    }
-    ports["admin.port"] = _port_with_offset_pair(ADMIN_GRPC_OFFSET)
-    ports["admin.port.grpc"] = ports["admin.port"] + ADMIN_GRPC_OFFSET
-    if len(set(ports.values())) != len(ports):
-        raise ServerStartError(f"free-port picks collided: {ports}")
+    ports = _free_ports(
+        ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+         "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc"),
+        ("admin.port", "admin.port.grpc"), ADMIN_GRPC_OFFSET,
+    )
     # weed's default master directory, DIR/m<port>, would change with the port, and the filer
     # keeps its store (every bucket, key and metadata entry) under it: a fixed one keeps them.
     master_dir = data_dir / "master"
