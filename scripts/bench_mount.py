@@ -19,9 +19,10 @@ is used (it invalidates the clean pages of that inode, FUSE included).
 
 Bytes fetched from the server: the mount exposes no counters outside its
 process, so the script reads the server's own ``/proc/PID/io`` ``wchar`` (bytes
-it wrote with ``write(2)``, which is how Go, the language of both, sends on sockets). It counts
-response bodies plus HTTP headers; the same counter over the boto3 baseline's
-GETs is shown as the baseline, so the header overhead is visible. SeaweedFS runs
+it wrote with ``write(2)``, which is how Go, the language of both servers,
+sends on sockets). It counts response bodies plus HTTP headers; the same
+counter over the boto3 baseline's GETs is shown as the baseline, so the header
+overhead is visible. SeaweedFS runs
 its volume server and S3 gateway in one process, so its counter also holds the
 bytes passed between them (a whole stored chunk for a small ranged GET): there,
 compare the mount's figure with the baseline's, not with 1.
@@ -30,7 +31,8 @@ The run ends with everything unmounted and stopped, also on an error or
 Ctrl-C. Exit status 0 when the run completed (even if targets are missed),
 1 if it failed, 130 if interrupted.
 
-Usage: ``.venv/bin/python scripts/bench_mount.py [--mib 256] [--repeat 3] [--cache-size 1GiB] [--quick] [--server rclone|seaweedfs]``
+Usage: ``.venv/bin/python scripts/bench_mount.py [--mib 256] [--repeat 3] [--cache-size 1GiB] [--quick]
+[--server rclone|seaweedfs]``
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def stop(workdir: str) -> None:
     process.terminate()
     try:
         process.wait(STOP_TIMEOUT)
-    except psutil.TimeoutExpired:  # what it wrote is in its files already; the rest is shutdown chatter
+    except psutil.TimeoutExpired:  # what it acknowledged is in its files (the page cache outlives a kill)
         process.kill()
         process.wait(STOP_TIMEOUT)
     pid_file.unlink(missing_ok=True)
