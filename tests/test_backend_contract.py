@@ -19,6 +19,8 @@ from cottoncandy.errors import (
     StorageError,
 )
 
+from .conftest import LISTING_SERVERS, on_backends
+
 MiB = 1 << 20
 BIG = 40 * MiB
 
@@ -267,6 +269,7 @@ def _populate(backend, keys):
         list(pool.map(lambda k: backend.write(k, k.encode()), keys))
 
 
+@on_backends("local", *LISTING_SERVERS)
 def test_listings_past_1000_keys_and_batch_delete(backend):
     files = [f"many/f{i:04d}" for i in range(560)]
     dirs = [f"many/d{i:04d}/x" for i in range(560)]
