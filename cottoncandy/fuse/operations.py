@@ -27,6 +27,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
+from ..metadata import stored_shape
 from .binding import operations_base
 from .entries import Entry, Kind
 from .tree import Tree
@@ -245,9 +246,11 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         out = {"key": entry.key + "/" if entry.is_dir and entry.key else entry.key}
         md = entry.metadata
         if entry.kind in (Kind.RAW, Kind.BROKEN) and md:
-            for name in ("dtype", "shape"):
-                if name in md:
-                    out[name] = md[name]
+            if "dtype" in md:
+                out["dtype"] = md["dtype"]
+            shape = stored_shape(md)  # a 0-d array's empty shape, even where the server dropped it
+            if shape is not None:
+                out["shape"] = shape
             if "gzip" in md:  # legacy flag wins, as when reading
                 out["compression"] = "gzip" if md["gzip"].strip().lower() in ("true", "1") else "False"
             else:
