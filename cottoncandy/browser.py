@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import listing
 from .groups import load_stored_prefix
-from .metadata import is_array_metadata, normalize_metadata, parse_shape
+from .metadata import parse_shape, stored_shape
 
 if TYPE_CHECKING:  # pragma: no cover
     from .interface import Interface
@@ -192,9 +192,9 @@ class ObjectNode(BrowserNode):
 
     def __repr__(self) -> str:
         info = self._head()
-        metadata = normalize_metadata(info.metadata)
-        if is_array_metadata(metadata):
-            shape = ",".join(str(n) for n in parse_shape(metadata["shape"], self._path))
+        shape_text = stored_shape(info.metadata)
+        if shape_text is not None:
+            shape = ",".join(str(n) for n in parse_shape(shape_text, self._path))
             return f"cottoncandy-dataset <bucket:{self._bucket} [{info.size / MB:0.01f}MB:shape=({shape})]>"
         return f"cottoncandy-file <bucket:{self._bucket}> [{info.size / MB:0.01f}MB]"
 

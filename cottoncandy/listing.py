@@ -42,11 +42,11 @@ def glob(backend: StorageBackend, pattern: str) -> list[str]:
     key = normalize_key(pattern, allow_empty=True)
     if not has_magic(key):
         below = [info.key for info in iter_tree(backend, key)]
-        if not key or key.endswith("/") or not exists_object(backend, key):
-            return below
-        return [key] + below
+        if key and not key.endswith("/") and exists_object(backend, key):
+            below.append(key)
+        return sorted(below)  # servers that walk directories (SeaweedFS) list in another order
     regex = glob_regex(key)
-    return [info.key for info in backend.iter_objects(literal_prefix(key)) if regex.match(info.key)]
+    return sorted(info.key for info in backend.iter_objects(literal_prefix(key)) if regex.match(info.key))
 
 
 def iter_tree(backend: StorageBackend, prefix: str) -> Iterator[ObjectInfo]:

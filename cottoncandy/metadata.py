@@ -31,10 +31,28 @@ def normalize_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in metadata.items()}
 
 
-def is_array_metadata(metadata: Mapping[str, str] | None) -> bool:
-    """Tell whether user metadata marks a raw array (has ``dtype`` and ``shape``)."""
+#: Keys every cottoncandy writer (0.4.0 and this one) stores beside ``dtype`` and ``shape``.
+_WRITER_KEYS = ("compression", "gzip", "order")
+
+
+def stored_shape(metadata: Mapping[str, str] | None) -> str | None:
+    """The stored ``shape`` text of a raw array's user metadata, or None if it is not one.
+
+    A 0-d array's shape is stored as ``''``, and some servers (SeaweedFS) drop a
+    metadata entry whose value is empty: an object with ``dtype`` and the other
+    keys a cottoncandy writer stores, but no ``shape``, is such an array.
+    """
     meta = normalize_metadata(metadata)
-    return "dtype" in meta and "shape" in meta
+    if "dtype" not in meta:
+        return None
+    if "shape" in meta:
+        return meta["shape"]
+    return "" if any(name in meta for name in _WRITER_KEYS) else None
+
+
+def is_array_metadata(metadata: Mapping[str, str] | None) -> bool:
+    """Tell whether user metadata marks a raw array (``dtype`` and ``shape``, see :func:`stored_shape`)."""
+    return stored_shape(metadata) is not None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -128,10 +146,11 @@ class ArrayMeta:
             neither C nor F, or the shape's byte size is absurd.
         """
         meta = normalize_metadata(metadata)
-        if "dtype" not in meta or "shape" not in meta:
+        shape_text = stored_shape(meta)
+        if shape_text is None:
             raise ArrayFormatError(f"{key}: not a cottoncandy array (no dtype/shape metadata)", key)
         dtype = parse_dtype(meta["dtype"], key)
-        shape = parse_shape(meta["shape"], key)
+        shape = parse_shape(shape_text, key)
         order = meta.get("order", "C").strip().upper() or "C"
         if order not in ("C", "F"):
             raise ArrayFormatError(f"{key}: invalid order {meta['order']!r} in metadata", key)

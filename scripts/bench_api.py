@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark the Python API against raw boto3 on a loopback ``rclone serve s3``.
+"""Benchmark the Python API against raw boto3 on a loopback S3 server (rclone or SeaweedFS).
 
 Prints one table: raw boto3 parallel ranged GET and parallel multipart PUT (the
 baseline, measured in the same run), our ``download_raw_array`` and
@@ -7,7 +7,7 @@ baseline, measured in the same run), our ``download_raw_array`` and
 ratio to the baseline, the peak RSS growth of a download, and the default
 codec's upload speed against 0.4.0's default (gzip level 9).
 
-Usage: ``.venv/bin/python scripts/bench_api.py [--mib 256] [--repeat 3]``
+Usage: ``.venv/bin/python scripts/bench_api.py [--mib 256] [--repeat 3] [--server rclone|seaweedfs]``
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.servers import start_rclone  # noqa: E402
+from tests.servers import add_server_option, start_server  # noqa: E402
 
 import cottoncandy as cc  # noqa: E402
 from cottoncandy.codecs import DEFAULT_COMPRESSION  # noqa: E402
@@ -86,13 +86,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=256, help="array size in MiB (default 256)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is shown (default 3)")
+    add_server_option(parser)
     args = parser.parse_args()
 
     arr = np.random.default_rng(0).standard_normal(args.mib * (1 << 20) // 8)
     smooth = np.cumsum(arr)  # compressible, like real measurements
     nbytes = arr.nbytes
     mb = nbytes / 1e6
-    with tempfile.TemporaryDirectory() as tmp, start_rclone(Path(tmp) / "data", Path(tmp) / "rclone.log") as server:
+    with tempfile.TemporaryDirectory() as tmp, start_server(args.server, tmp) as server:
         bucket = "bench"
         client = server.client()
         client.create_bucket(Bucket=bucket)
@@ -101,7 +102,7 @@ def main() -> None:
         raw = arr.tobytes()
         parts = [raw[i:i + PART] for i in range(0, nbytes, PART)]
         client.put_object(Bucket=bucket, Key="baseline", Body=raw)
-        boto3_ranged_get(client, bucket, "baseline", nbytes)  # first GET computes rclone's checksum
+        boto3_ranged_get(client, bucket, "baseline", nbytes)  # warm-up: rclone computes a checksum on a first GET
 
         rows = []
         t_get = best_of(args.repeat, lambda: boto3_ranged_get(client, bucket, "baseline", nbytes))
@@ -135,7 +136,7 @@ def main() -> None:
             capture_output=True, text=True, check=True)
         growth, size = map(int, probe.stdout.split())
 
-    print(f"\ncottoncandy API benchmark: {args.mib} MiB float64 on loopback rclone serve s3, median of {args.repeat}")
+    print(f"\ncottoncandy API benchmark: {args.mib} MiB float64 on loopback {args.server}, median of {args.repeat}")
     print(f"{'operation':58} {'MB/s':>8} {'x baseline':>11} {'target':>8}")
     for name, speed, ratio, target in rows:
         print(f"{name:58} {speed:8.0f} {ratio:11.2f} {target:>8}")

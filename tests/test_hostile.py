@@ -15,7 +15,6 @@ import errno
 import io
 import math
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from cottoncandy.fuse.operations import fuse_errno
 from cottoncandy.interface import Interface
 from cottoncandy.metadata import MAX_ARRAY_BYTES, ArrayMeta
 from cottoncandy.npyheader import npy_file_size, npy_header
-from tests.conftest import drop_bucket, make_s3_backend
+from tests.conftest import S3_SERVERS, drop_bucket, make_s3_backend, new_bucket
 from tests.hostile import GOOD, GOOD_META, bad_objects, put_s3, write_local
 from tests.mountutil import mount_env, mounted
 
@@ -147,12 +146,6 @@ def test_npy_header_fuzz_parses_back(dtype, shape, fortran):
 # ------------------------------------------------------------ corrupt objects, Python API
 
 
-def _new_bucket(server, what: str) -> str:
-    bucket = f"cc-{what}-{secrets.token_hex(4)}"
-    server.client().create_bucket(Bucket=bucket)
-    return bucket
-
-
 def _server_env(server) -> dict[str, str]:
     return mount_env(server.endpoint_url, server.access_key, server.secret_key)
 
@@ -169,14 +162,14 @@ def _fill_store(kind: str, request, tmp_path: Path):
             write_local(root, f"bad/{name}", body, metadata)
         return Interface(LocalBackend(root))
     server = request.getfixturevalue(f"{kind}_server")
-    bucket = _new_bucket(server, "hostile")
+    bucket = new_bucket(server, "cc-hostile")
     client = server.client()
     for name, (body, metadata) in objects.items():
         put_s3(client, bucket, f"bad/{name}", body, metadata)
     return Interface(make_s3_backend(server, bucket))
 
 
-@pytest.mark.parametrize("kind", ["local", "rclone", "moto"])
+@pytest.mark.parametrize("kind", ("local",) + S3_SERVERS)
 def test_corrupt_objects_raise_clear_errors_through_the_api(kind, request, tmp_path):
     cci = _fill_store(kind, request, tmp_path)
     try:
@@ -258,13 +251,17 @@ def _accepted(client, bucket: str, keys: list[str]) -> list[str]:
     return ok
 
 
-@pytest.mark.parametrize("kind", ["rclone", "moto"])
+@pytest.mark.parametrize("kind", S3_SERVERS)
 def test_odd_characters_in_keys(kind, request, tmp_path):
     """Keys with odd characters round-trip through the API and appear verbatim in the mount."""
     server = request.getfixturevalue(f"{kind}_server")
-    bucket = _new_bucket(server, "odd")
-    odd = _accepted(server.client(), bucket, [f"odd/{s}" for s in ODD_SEGMENTS])
-    assert {"odd/sp ace", "odd/émoji-😀", "odd/back\\slash", "odd/" + "x" * NAME_MAX} <= set(odd), odd
+    bucket = new_bucket(server, "cc-odd")
+    segments, required = ODD_SEGMENTS, {"odd/sp ace", "odd/émoji-😀", "odd/back\\slash", "odd/" + "x" * NAME_MAX}
+    if kind == "seaweedfs":  # it stores 'a\\b' as 'a/b', a directory (kept ~150 s once emptied): not ours to change
+        segments = [s for s in segments if "\\" not in s]
+        required.remove("odd/back\\slash")
+    odd = _accepted(server.client(), bucket, [f"odd/{s}" for s in segments])
+    assert required <= set(odd), odd
     put_s3(server.client(), bucket, "odd/weird array ü", GOOD.tobytes(), GOOD_META)
     cci = Interface(make_s3_backend(server, bucket))
     try:
@@ -291,7 +288,7 @@ def test_tricky_keys_map_sanely(moto_server, tmp_path):
     moto stores keys verbatim, as AWS does (rclone refuses or rewrites most of these).
     """
     client = moto_server.client()
-    bucket = _new_bucket(moto_server, "trick")
+    bucket = new_bucket(moto_server, "cc-trick")
     long_name, long_dir = "y" * (NAME_MAX + 1), "z" * 300
     tricky = ["trick/../escaped", "trick/./dot", "trick//double", "trick/marker/", "trick/marker/inside",
               f"trick/{long_name}", f"trick/{long_dir}/deep", "trick/plain"]
@@ -326,15 +323,17 @@ def test_tricky_keys_map_sanely(moto_server, tmp_path):
         assert mount.process.poll() is None
 
 
-def test_object_and_prefix_with_the_same_name(moto_server, tmp_path):
+@pytest.mark.parametrize("kind", ["moto", "seaweedfs"])  # rclone refuses such keys (500 on PUT)
+def test_object_and_prefix_with_the_same_name(kind, request, tmp_path):
     """Key ``both`` and keys under ``both/``: both reachable in the mount and through the API."""
-    client = moto_server.client()
-    bucket = _new_bucket(moto_server, "both")
+    server = request.getfixturevalue(f"{kind}_server")
+    client = server.client()
+    bucket = new_bucket(server, "cc-both")
     put_s3(client, bucket, "both", GOOD.tobytes(), GOOD_META)
     put_s3(client, bucket, "both/inner", b"inner bytes")
     put_s3(client, bucket, "plain", b"plain object")
     put_s3(client, bucket, "plain/x", b"x")
-    cci = Interface(make_s3_backend(moto_server, bucket))
+    cci = Interface(make_s3_backend(server, bucket))
     try:
         np.testing.assert_array_equal(cci.download_raw_array("both"), GOOD)
         assert cci.download_object("both/inner") == b"inner bytes"
@@ -343,7 +342,7 @@ def test_object_and_prefix_with_the_same_name(moto_server, tmp_path):
         cci.backend.close()
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
-    with mounted(bucket, mountpoint, [], _server_env(moto_server)) as mount:
+    with mounted(bucket, mountpoint, [], _server_env(server)) as mount:
         assert sorted(os.listdir(mount.path)) == ["both", "both.npy", "plain", "plain~object"]
         np.testing.assert_array_equal(np.load(mount.path / "both.npy"), GOOD)
         assert (mount.path / "both" / "inner").read_bytes() == b"inner bytes"
@@ -358,7 +357,7 @@ def test_ten_thousand_keys_in_one_directory(rclone_server, tmp_path):
     backend on the same files: through S3 the mount HEADs every object of a
     directory (a listing carries no metadata), about 30 s for 10,000 objects here.
     """
-    bucket = _new_bucket(rclone_server, "many")
+    bucket = new_bucket(rclone_server, "cc-many")
     root = rclone_server.data_dir / bucket
     names = [f"obj{i:05d}" for i in range(10_000)]
     (root / "many").mkdir(parents=True)

@@ -11,6 +11,8 @@ import pytest
 import cottoncandy as cc
 from cottoncandy.interface import Interface
 
+from .conftest import LISTING_SERVERS, on_backends
+
 
 @pytest.fixture
 def cci(backend):
@@ -173,6 +175,7 @@ def test_rm_never_touches_string_prefix_siblings(cci):
     assert cci.glob("**") == ["abc/1"]
 
 
+@on_backends("local", *LISTING_SERVERS)
 def test_listing_paginates(cci):
     keys = [f"many/k{i:05d}" for i in range(1100)]
     for key in keys:

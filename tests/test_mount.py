@@ -1,4 +1,4 @@
-"""Real FUSE mounts of the 0.4.0 golden store: local backend, rclone and moto.
+"""Real FUSE mounts of the 0.4.0 golden store: local backend and each S3 server.
 
 Every mount runs ``python -m cottoncandy.fuse.cli`` in a subprocess through
 :func:`tests.mountutil.mounted`, which always unmounts and reaps it.
@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -23,6 +22,7 @@ import numpy as np
 import psutil
 import pytest
 
+from tests.conftest import S3_SERVERS, new_bucket
 from tests.golden import GOLDEN_DIR, MANIFEST
 from tests.mountutil import (
     mount_command,
@@ -53,12 +53,6 @@ def mount_path(key: str, entry: dict) -> str:
     return key
 
 
-def fresh_bucket(server) -> str:
-    name = f"cc-mount-{secrets.token_hex(4)}"
-    server.client().create_bucket(Bucket=name)
-    return name
-
-
 def server_env(server) -> dict[str, str]:
     return mount_env(server.endpoint_url, server.access_key, server.secret_key)
 
@@ -75,7 +69,7 @@ def wait_until(predicate, timeout: float = DEADLINE, what: str = "condition"):
         time.sleep(0.05)  # polling interval, bounded by the deadline
 
 
-@pytest.fixture(scope="module", params=["local", "rclone", "moto"])
+@pytest.fixture(scope="module", params=("local",) + S3_SERVERS)
 def golden_mount(request, tmp_path_factory):
     """The golden store mounted through each backend."""
     mountpoint = tmp_path_factory.mktemp(f"golden-{request.param}") / "mnt"
@@ -84,7 +78,7 @@ def golden_mount(request, tmp_path_factory):
         bucket, args, env = str(GOLDEN_DIR), ["--backend", "local"], mount_env()
     else:
         server = request.getfixturevalue(f"{request.param}_server")
-        bucket = fresh_bucket(server)
+        bucket = new_bucket(server, "cc-mount")
         upload_local_layout(server.client(), bucket, GOLDEN_DIR)
         args, env = [], server_env(server)
     with mounted(bucket, mountpoint, args, env) as mount:
@@ -234,7 +228,7 @@ def _store(kind: str, request, tmp_path: Path):
         backend = LocalBackend(root, create=True)
         return str(root), ["--backend", "local"], mount_env(), backend.write
     server = request.getfixturevalue(f"{kind}_server")
-    bucket = fresh_bucket(server)
+    bucket = new_bucket(server, "cc-mount")
     client = server.client()
 
     def put(key, body, metadata=None):
@@ -243,7 +237,7 @@ def _store(kind: str, request, tmp_path: Path):
     return bucket, [], server_env(server), put
 
 
-@pytest.mark.parametrize("kind", ["local", "rclone"])
+@pytest.mark.parametrize("kind", ["local", "rclone", "seaweedfs"])
 def test_corrupt_objects_give_eio_only_on_that_file(kind, request, tmp_path):
     bucket, args, env, put = _store(kind, request, tmp_path)
     for name, (body, metadata) in _bad_objects().items():
@@ -262,7 +256,7 @@ def test_corrupt_objects_give_eio_only_on_that_file(kind, request, tmp_path):
         assert "bad/too_big" in mount.log()
 
 
-@pytest.mark.parametrize("kind", ["local", "rclone"])
+@pytest.mark.parametrize("kind", ["local", "rclone", "seaweedfs"])
 def test_overwrite_visible_after_ttl_while_open_file_keeps_version(kind, request, tmp_path):
     bucket, args, env, put = _store(kind, request, tmp_path)
     old, new = np.arange(4096, dtype="<i8"), np.arange(4096, dtype="<i8")[::-1].copy()
@@ -307,7 +301,7 @@ def _one_line_error(result: subprocess.CompletedProcess, *words: str, status: in
 def test_mount_errors(rclone_server, tmp_path):
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
-    bucket = fresh_bucket(rclone_server)
+    bucket = new_bucket(rclone_server, "cc-mount")
     env = server_env(rclone_server)
     _one_line_error(_run_mount("no-such-bucket-x", mountpoint, env=env), "no such bucket")
     bad_env = mount_env(rclone_server.endpoint_url, rclone_server.access_key, "wrong-secret")
@@ -403,7 +397,7 @@ def test_name_collisions_and_direct_lookups(moto_server):
     from cottoncandy.fuse.tree import Tree
     from tests.conftest import make_s3_backend
 
-    bucket = fresh_bucket(moto_server)
+    bucket = new_bucket(moto_server, "cc-mount")
     backend = make_s3_backend(moto_server, bucket)
     body = np.arange(3, dtype="<i2").tobytes()
     backend.write("d/a", b"plain a")

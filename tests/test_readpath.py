@@ -20,6 +20,7 @@ from cottoncandy.fuse.sources import (DaskArrayFile, InMemoryFile, ObjectBody, R
 from cottoncandy.manifests import dask_manifest_json, parse_dask_manifest, part_key
 from cottoncandy.metadata import ArrayMeta
 
+from .conftest import READ_PATH_SERVERS, on_backends
 from .golden import GOLDEN_DIR, MANIFEST
 from .servers import iter_local_layout
 
@@ -424,6 +425,7 @@ def test_concurrent_misses_share_one_fetch(backend, compression):
             assert all(n == 1 for n in counting.calls.values())
 
 
+@on_backends("local", *READ_PATH_SERVERS)
 @pytest.mark.parametrize("kind", ["raw", "gzip", "dask_gzip"])
 def test_many_threads_random_reads(backend, kind):
     arr = compressible(1 << 20, seed=8).view("<u4").reshape(256, 1024)

@@ -144,7 +144,11 @@ class StorageBackend(abc.ABC):
     # -- listing -----------------------------------------------------------
     @abc.abstractmethod
     def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Yield every object whose key starts with ``prefix`` (string prefix), sorted, paginated."""
+        """Yield every object whose key starts with ``prefix`` (string prefix), paginated.
+
+        In the server's order: UTF-8 binary order on S3 (``a.b/`` before ``a/``);
+        some servers (SeaweedFS) walk directories instead. Sort if order matters.
+        """
 
     @abc.abstractmethod
     def list_dir(self, prefix: str = "") -> Listing:

@@ -35,6 +35,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
+from ..metadata import stored_shape
 from .binding import invalidate_path, operations_base, want_readdirplus_always
 from .entries import Entry, Kind
 from .tree import Tree
@@ -214,7 +215,7 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
             size = entry.size
         if size is None:
             if not build:
-                return {"st_mode": FILE_MODE}
+                return {"st_mode": self.file_mode}
             size = self.tree.size(entry)
         return {
             "st_mode": self.file_mode,
@@ -242,7 +243,7 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         return 0
 
     def _listing(self, path: str) -> list:
-        out: list = [(".", {"st_mode": DIR_MODE}, 0), ("..", {"st_mode": DIR_MODE}, 0)]
+        out: list = [(".", {"st_mode": self.dir_mode}, 0), ("..", {"st_mode": self.dir_mode}, 0)]
         out.extend((entry.name, self._stat(entry, build=False), 0) for entry in self.tree.readdir(path))
         return out
 
@@ -289,9 +290,11 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         out = {"key": entry.key + "/" if entry.is_dir and entry.key else entry.key}
         md = entry.metadata
         if entry.kind in (Kind.RAW, Kind.BROKEN) and md:
-            for name in ("dtype", "shape"):
-                if name in md:
-                    out[name] = md[name]
+            if "dtype" in md:
+                out["dtype"] = md["dtype"]
+            shape = stored_shape(md)  # a 0-d array's empty shape, even where the server dropped it
+            if shape is not None:
+                out["shape"] = shape
             if "gzip" in md:  # legacy flag wins, as when reading
                 out["compression"] = "gzip" if md["gzip"].strip().lower() in ("true", "1") else "False"
             else:
