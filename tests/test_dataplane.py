@@ -86,12 +86,15 @@ def raw_list_dir(client, bucket: str, prefix: str) -> tuple[list[str], list[str]
 
 def test_special_character_keys_through_obstore(s3_server, bucket_name, obstore_calls):
     raw = s3_server.client()
-    for i, key in enumerate(SPECIAL_KEYS):
+    keys = SPECIAL_KEYS
+    if s3_server.name == "seaweedfs":  # it stores a backslash as '/': another key, not one obstore mangled
+        keys = [k for k in SPECIAL_KEYS if "\\" not in k]
+    for i, key in enumerate(keys):
         raw.put_object(Bucket=bucket_name, Key=key, Body=key.encode() * 3, Metadata={"Which": str(i)})
     store = make_s3_backend(s3_server, bucket_name)
-    assert all(store.reader.serves(key) for key in SPECIAL_KEYS)
-    heads = store.heads(SPECIAL_KEYS)
-    for i, key in enumerate(SPECIAL_KEYS):
+    assert all(store.reader.serves(key) for key in keys)
+    heads = store.heads(keys)
+    for i, key in enumerate(keys):
         truth = raw_head(raw, bucket_name, key)
         for info in (store.head(key), heads[i]):
             assert (info.key, info.size, info.etag) == (key, truth["ContentLength"], truth["ETag"]), key
@@ -102,8 +105,8 @@ def test_special_character_keys_through_obstore(s3_server, bucket_name, obstore_
         assert listed[key].etag == truth["ETag"] and listed[key].size == truth["ContentLength"]
     root = store.list_dir("")
     assert (sorted(o.key for o in root.objects), root.prefixes) == raw_list_dir(raw, bucket_name, "")
-    assert obstore_calls.count("get") >= len(SPECIAL_KEYS) and "get_async" in obstore_calls
-    assert obstore_calls.count("list_with_delimiter") == len(SPECIAL_KEYS) + 1  # no listing fell back
+    assert obstore_calls.count("get") >= len(keys) and "get_async" in obstore_calls
+    assert obstore_calls.count("list_with_delimiter") == len(keys) + 1  # no listing fell back
     store.close()
 
 
@@ -343,26 +346,33 @@ def test_store_options_follow_the_settings():
     assert dotted["config"]["endpoint"] == "https://s3.eu-west-1.amazonaws.com"
 
 
-def _loop_threads() -> int:
-    return sum(t.name == "cc-s3-heads" and t.is_alive() for t in threading.enumerate())
+def _loop_thread(store):
+    """The event-loop thread a backend's reader runs, if it runs one."""
+    loop = store.reader._loop
+    return loop.thread if loop is not None else None
 
 
 def test_event_loop_is_lazy_closed_and_rebuilt_after_unpickling(rclone_server, rclone_bucket):
-    before = _loop_threads()
     store = make_s3_backend(rclone_server, rclone_bucket)
     store.write("k", b"v")
     store.head("k")
-    assert _loop_threads() == before  # single HEADs need no event loop
-    assert store.heads(["k"])[0].size == 1 and _loop_threads() == before + 1
+    assert _loop_thread(store) is None  # single HEADs need no event loop
+    assert store.heads(["k"])[0].size == 1
+    first = _loop_thread(store)
+    assert first is not None and first.is_alive()
     clone = pickle.loads(pickle.dumps(store))
-    assert clone.reader is not store.reader and clone.heads(["k", "nope"])[1] is None
-    assert _loop_threads() == before + 2
+    assert clone.reader is not store.reader and _loop_thread(clone) is None
+    assert clone.heads(["k", "nope"])[1] is None
+    second = _loop_thread(clone)
+    assert second is not None and second is not first and second.is_alive()
     store.close()
     clone.close()
-    assert _loop_threads() == before
+    assert not first.is_alive() and not second.is_alive()
     assert store.heads(["k"])[0].size == 1  # used after close: a new loop, closed again below
+    third = _loop_thread(store)
+    assert third is not None and third is not first
     store.close()
-    assert _loop_threads() == before
+    assert not third.is_alive()
 
 
 FORKED = """
