@@ -16,12 +16,11 @@ import numpy as np
 from .arrays import byte_view, decode_array_into, empty_for, encode_array
 from .backends.base import StorageBackend
 from .errors import ArrayFormatError
-from .metadata import ArrayMeta
+from .metadata import ARRAY_METADATA_KEYS, ArrayMeta
 from .progress import ProgressArg, progress_callback
 
 logger = logging.getLogger(__name__)
 
-RESERVED_METADATA = frozenset({"dtype", "shape", "compression", "order", "gzip"})
 
 
 def upload_raw(backend: StorageBackend, key: str, array: Any, compression: str | bool | None,
@@ -31,7 +30,7 @@ def upload_raw(backend: StorageBackend, key: str, array: Any, compression: str |
     ``compression`` is read by :func:`cottoncandy.codecs.normalize_compression`
     (``True``: the default codec; ``False``/``None``: raw bytes).
     """
-    clash = RESERVED_METADATA & {k.lower() for k in metadata}
+    clash = ARRAY_METADATA_KEYS & {k.lower() for k in metadata}
     if clash:
         raise ValueError(f"metadata names {sorted(clash)} are reserved for the array description")
     body, array_meta = encode_array(array, compression, key)

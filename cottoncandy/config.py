@@ -104,6 +104,9 @@ class S3Settings:
         The user's own client configuration (0.4.0's ``config=`` argument),
         merged over cottoncandy's defaults; the fields above win where both
         set the same thing (see :func:`cottoncandy.connect.make_backend`).
+    max_inflight : int
+        Requests kept in flight at once by bulk metadata calls
+        (:meth:`~cottoncandy.backends.base.StorageBackend.heads`).
     """
 
     max_concurrency: int = 8
@@ -116,6 +119,7 @@ class S3Settings:
     read_timeout: float = 60.0
     signature_version: str = "s3v4"
     client_config: Any = field(default=None, compare=False, repr=False)
+    max_inflight: int = 64
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -128,6 +132,8 @@ class S3Settings:
             raise ValueError(f"retry_mode must be 'standard', 'adaptive' or 'legacy', not {self.retry_mode!r}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, not {self.max_attempts}")
+        if self.max_inflight < 1:
+            raise ValueError(f"max_inflight must be >= 1, not {self.max_inflight}")
 
     @property
     def pool_size(self) -> int:

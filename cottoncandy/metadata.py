@@ -7,6 +7,7 @@ the exact form cottoncandy 0.4.0 reads.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Mapping
@@ -19,6 +20,8 @@ from .errors import ArrayFormatError, UnsupportedArrayError
 #: Largest array body we accept from metadata; beyond this the shape is nonsense.
 MAX_ARRAY_BYTES = 1 << 50
 MAX_NDIM = 64
+#: User metadata names that describe a raw array (reserved: user metadata may not use them).
+ARRAY_METADATA_KEYS = frozenset({"dtype", "shape", "compression", "order", "gzip"})
 
 
 def normalize_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -52,10 +55,15 @@ def is_array_metadata(metadata: Mapping[str, str] | None) -> bool:
     return stored_shape(metadata) is not None
 
 
+@functools.lru_cache(maxsize=1024)
+def _dtype(text: str) -> np.dtype:
+    return np.dtype(text)  # a listing parses the same few dtype strings thousands of times
+
+
 def parse_dtype(text: str, key: str | None = None) -> np.dtype:
     """Parse a stored dtype string (``<f8``, ``>i2``, ``|b1``, ``<U5``), refusing object and sub-array dtypes."""
     try:
-        dtype = np.dtype(text)
+        dtype = _dtype(text)
     except (TypeError, ValueError, SyntaxError) as exc:
         raise ArrayFormatError(f"{key}: invalid dtype {text!r} in metadata", key) from exc
     if dtype.hasobject:
@@ -97,7 +105,7 @@ def _parse_compression(meta: Mapping[str, str], key: str | None) -> str | None:
     return normalize_compression(meta.get("compression", "False"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArrayMeta:
     """What the metadata of a raw array says.
 

@@ -9,6 +9,7 @@ the dtype and shape alone, so it costs nothing for huge shapes.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from typing import Sequence
@@ -62,11 +63,16 @@ def npy_header(dtype: np.dtype | str, shape: Sequence[int], fortran_order: bool 
     UnsupportedArrayError
         For object dtypes, or negative dimensions.
     """
-    dtype = np.dtype(dtype)
+    return _npy_header(np.dtype(dtype), tuple(int(n) for n in shape), bool(fortran_order))
+
+
+@functools.lru_cache(maxsize=4096)
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...], fortran_order: bool) -> bytes:
+    # arrays of a bucket share a few shapes: a listing of 10,000 of them formats few headers
     if dtype.hasobject:
         raise UnsupportedArrayError(f"arrays of dtype {dtype} cannot be written as .npy data")
-    if any(int(n) < 0 for n in shape):
-        raise UnsupportedArrayError(f"invalid shape {tuple(shape)}")
+    if any(n < 0 for n in shape):
+        raise UnsupportedArrayError(f"invalid shape {shape}")
     header = _header_dict(dtype, shape, fortran_order)
     fp = io.BytesIO()
     try:

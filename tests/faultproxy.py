@@ -110,6 +110,10 @@ class FaultProxy:
         Where clients connect (set once started).
     requests : int
         Requests received.
+    methods : collections.Counter
+        Requests received, by HTTP method (``HEAD``, ``GET``...).
+    seen : list of Request
+        Every request received, in order.
     faults : collections.Counter
         Faults injected, by kind (``upstream_down`` counts requests the upstream refused).
     """
@@ -126,6 +130,8 @@ class FaultProxy:
         self._connections: set[socket.socket] = set()
         self.stall_bound, self.delay, self.cut_fraction = stall_bound, delay, cut_fraction
         self.requests = 0
+        self.methods: Counter = Counter()
+        self.seen: list[Request] = []
         self.stalled = 0  # requests held right now
         self.faults: Counter = Counter()
         self.retarget(upstream)
@@ -213,6 +219,8 @@ class FaultProxy:
     def _choose(self, request: Request) -> str | None:
         with self._changed:
             self.requests += 1
+            self.methods[request.method] += 1
+            self.seen.append(request)
             self._changed.notify_all()
             for rule in self._queued:
                 kind, remaining, match = rule

@@ -14,6 +14,8 @@ from cottoncandy.interface import Interface
 from cottoncandy.listing import glob
 from cottoncandy.errors import (
     AccessDeniedError,
+    CottonCandyError,
+    InvalidKeyError,
     ArrayFormatError,
     ObjectNotFoundError,
     StorageError,
@@ -99,6 +101,55 @@ def test_capitalised_metadata_from_server_is_normalised(backend):
         pytest.skip("S3 servers only: the local backend stores the sidecar as given")
     backend.client.put_object(Bucket=backend.bucket, Key="caps", Body=b"x", Metadata={"DType": "<i2", "Shape": "1"})
     assert backend.head("caps").metadata == {"dtype": "<i2", "shape": "1"}
+
+
+def test_heads_one_result_per_key_in_order(backend):
+    keys = [f"h/{i:03d}" for i in range(150)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: backend.write(k, k.encode(), {"Which": k}), keys))
+    asked = keys[::-1] + ["h/missing", keys[3], "nowhere/else"]
+    results = backend.heads(asked)
+    assert len(results) == len(asked)
+    for key, got in zip(asked, results):
+        if key in keys:
+            assert isinstance(got, ObjectInfo) and got.key == key, (key, got)
+            assert got.metadata == {"which": key} and got.size == len(key)
+            assert got == backend.head(key)  # same size and ETag as a single HEAD
+        else:
+            assert got is None, (key, got)
+    assert backend.heads([]) == []
+
+
+#: Keys some clients cannot spell (object_store drops a leading or trailing '/', refuses '//' and '.').
+AWKWARD_KEYS = ["a//x", "marker/", "dot/./x", "/lead"]
+
+
+def _server_truth(backend, key: str):
+    """What the store holds under exactly ``key``: its metadata, None if missing, 'error' or 'refused'."""
+    if not is_s3(backend):
+        return "refused"  # a local store cannot hold any of the awkward keys
+    try:
+        return backend.client.head_object(Bucket=backend.bucket, Key=key)["Metadata"]
+    except backend.client.exceptions.ClientError as exc:
+        return None if exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404 else "error"
+
+
+def test_heads_awkward_keys_never_answer_for_another_object(backend):
+    for near in ("a/x", "marker", "dot/x", "lead"):  # what a client that mangles the keys would reach
+        backend.write(near, near.encode(), {"which": near})
+    results = backend.heads(AWKWARD_KEYS + ["marker"])
+    assert results[-1].metadata == {"which": "marker"}
+    for key, got in zip(AWKWARD_KEYS, results):
+        truth = _server_truth(backend, key)  # moto: all missing; rclone (a directory tree): 'marker/' is 'marker'
+        if truth is None:
+            assert got is None, (key, got)
+        elif truth == "refused":
+            assert got is None or isinstance(got, InvalidKeyError), (key, got)
+        elif truth == "error":
+            assert isinstance(got, CottonCandyError), (key, got)
+        else:
+            assert isinstance(got, ObjectInfo) and got.key == key, (key, got)
+            assert got.metadata == {k.lower(): v for k, v in truth.items()}, (key, got)
 
 
 # -- reading -----------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_help_documents_every_option_and_bound():
     for option in ("--version", "-o OPT[,OPT=VALUE...]", "--endpoint-url", "--profile", "--region", "--prefix",
                    "--backend", "--cache-size", "--block-size", "--ttl", "--timeout", "--retries", "--workers",
                    "--uid", "--gid", "--umask", "--foreground", "--allow-other", "--log-file", "--debug",
-                   "--debug-wire"):
+                   "--debug-wire", "--max-inflight", "--metadata-cache"):
         assert option in text
     for fuse_option in ("ro,", "allow_other", "allow_root", "default_permissions", "auto_unmount", "uid=",
                         "gid=", "umask=", "_netdev", "noauto"):
@@ -103,12 +103,14 @@ def test_mount_options_equal_long_options():
     parse = build_parser().parse_args
     by_o = parse(["b", "m", "-o", "ro,allow_other,endpoint_url=http://127.0.0.1:9000,ttl=60,cache_size=2GiB,"
                   "block_size=4MiB,prefix=a\\,b/,uid=1234,gid=2345,umask=027,profile=lab,region=eu-west-1,"
-                  "timeout=5,retries=1,workers=3,debug,debug_wire,log_file=/tmp/x.log", "-o", "backend=local"])
+                  "timeout=5,retries=1,workers=3,debug,debug_wire,log_file=/tmp/x.log", "-o", "backend=local",
+                  "-o", "max_inflight=16,metadata_cache=off"])
     by_long = parse(["b", "m", "--allow-other", "--endpoint-url", "http://127.0.0.1:9000", "--ttl", "60",
                      "--cache-size", "2GiB", "--block-size", "4MiB", "--prefix", "a,b/", "--uid", "1234",
                      "--gid", "2345", "--umask", "027", "--profile", "lab", "--region", "eu-west-1",
                      "--timeout", "5", "--retries", "1", "--workers", "3", "--debug", "--debug-wire",
-                     "--log-file", "/tmp/x.log", "--backend", "local"])
+                     "--log-file", "/tmp/x.log", "--backend", "local", "--max-inflight", "16",
+                     "--metadata-cache", "off"])
     assert vars(by_o) == vars(by_long)
     assert (by_o.cache_size, by_o.block_size, by_o.umask, by_o.prefix) == (2 << 30, 4 << 20, 0o027, "a,b/")
     glued = parse(["b", "m", "-oallow_other,endpoint-url=http://h:1"])  # -oOPTS and dashes, as FUSE tools allow
@@ -150,6 +152,7 @@ def test_owner_by_name_and_number():
     (["--ttl", "-1"], ["--ttl", "'-1'"]),
     (["--ttl", "soon"], ["--ttl", "'soon'"]),
     (["--workers", "0"], ["--workers", "'0'"]),
+    (["--max-inflight", "0"], ["--max-inflight", "'0'"]),
     (["--timeout", "0"], ["--timeout", "'0'"]),
     (["--retries", "-1"], ["--retries", "'-1'"]),
     (["--uid", "no-such-user-x"], ["--uid", "no such user"]),

@@ -255,9 +255,9 @@ def test_sigkill_mid_upload_keeps_previous_version(rclone_server, proxy, bucket)
 
 def test_mount_timeout_and_retries_options():
     args = build_parser().parse_args(["b", "m", "--timeout", "2.5", "--retries", "1"])
-    assert s3_settings(args) == {"read_timeout": 2.5, "connect_timeout": 2.5, "max_attempts": 2}
+    assert s3_settings(args) == {"read_timeout": 2.5, "connect_timeout": 2.5, "max_attempts": 2, "max_inflight": 64}
     defaults = s3_settings(build_parser().parse_args(["b", "m"]))
-    assert defaults == {"read_timeout": 60.0, "connect_timeout": 10.0, "max_attempts": 5}
+    assert defaults == {"read_timeout": 60.0, "connect_timeout": 10.0, "max_attempts": 5, "max_inflight": 64}
     with pytest.raises(SystemExit):
         build_parser().parse_args(["b", "m", "--timeout", "0"])
 

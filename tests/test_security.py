@@ -218,6 +218,43 @@ def test_api_errors_and_debug_logs_never_show_secrets(rclone_server, caplog):
     assert not _leaks(logged, server.access_key, server.secret_key, wrong_secret)
 
 
+def test_obstore_reader_errors_reprs_and_logs_never_show_secrets(rclone_server, caplog, monkeypatch):
+    """The same for the calls the S3 backend makes through obstore (HEADs, listings, ranged GETs)."""
+    import obstore
+
+    from cottoncandy.backends.s3 import S3Backend
+    from cottoncandy.config import Credentials, S3Settings
+
+    server = rclone_server
+    bucket = f"cc-sec-{secrets.token_hex(4)}"
+    server.client().create_bucket(Bucket=bucket)
+    server.client().put_object(Bucket=bucket, Key="k", Body=b"data")
+    used = []
+    original_get = obstore.get
+    monkeypatch.setattr(obstore, "get", lambda *a, **k: (used.append(1), original_get(*a, **k))[1])
+    caplog.set_level(logging.DEBUG)
+    wrong_secret = "WrongSecret" + secrets.token_hex(12)
+    settings = S3Settings(max_attempts=1, connect_timeout=2)
+    wrong = S3Backend(bucket, Credentials(server.access_key, wrong_secret, server.endpoint_url), settings)
+    down = S3Backend(bucket, Credentials(server.access_key, server.secret_key, f"http://127.0.0.1:{free_port()}"),
+                     settings)
+    for store, secret in ((wrong, wrong_secret), (down, server.secret_key)):
+        store.reader.ranged_gets = True  # as on a server that answers 206
+        for call in (lambda: store.head("k"), lambda: store.list_dir(""), lambda: store.read_range("k", 0, 2),
+                     lambda: store.read_into("k", memoryview(bytearray(4)))):
+            with pytest.raises(CottonCandyError) as info:
+                call()
+            assert not _leaks(_error_texts(info.value), secret, server.access_key)
+        error = store.heads(["k"])[0]
+        assert isinstance(error, CottonCandyError) and not _leaks(_error_texts(error), secret, server.access_key)
+        store.heads(["k"])
+        assert not _leaks(repr(store) + repr(store.reader) + repr(store.reader._get_store()), secret)
+        store.close()
+    assert len(used) >= 6  # the calls above did go through obstore
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert not _leaks(logged, server.access_key, server.secret_key, wrong_secret)
+
+
 # ------------------------------------------------------------ (c) no escape
 
 

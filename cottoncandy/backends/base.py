@@ -13,14 +13,14 @@ import abc
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
 
-from ..errors import AccessDeniedError, BucketNotFoundError, CredentialsRefusedError
+from ..errors import AccessDeniedError, BucketNotFoundError, CottonCandyError, CredentialsRefusedError
 from ..paths import normalize_prefix
 
 #: ``progress(nbytes_done_since_last_call)``; called from worker threads.
 ProgressCallback = Callable[[int], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectInfo:
     """What a HEAD (or a listing) knows of an object.
 
@@ -45,6 +45,16 @@ class ObjectInfo:
     metadata: dict[str, str] | None = field(default=None, compare=False)
 
 
+def head_result(head: Callable[[str], ObjectInfo], key: str) -> "ObjectInfo | None | Exception":
+    """One entry of :meth:`StorageBackend.heads`: ``head(key)``, ``None`` if missing, or its error."""
+    try:
+        return head(key)
+    except FileNotFoundError:
+        return None
+    except CottonCandyError as exc:
+        return exc
+
+
 @dataclass(frozen=True)
 class Listing:
     """One level of a ``/``-delimited listing: objects and sub-prefixes (ending in ``/``)."""
@@ -67,6 +77,16 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def head(self, key: str) -> ObjectInfo:
         """Return size, ETag and user metadata; raise ``ObjectNotFoundError``."""
+
+    def heads(self, keys: Sequence[str]) -> list["ObjectInfo | None | Exception"]:
+        """HEAD many keys at once; one result per key, in the order given.
+
+        Each result is the key's :class:`ObjectInfo`, ``None`` when the key
+        does not exist, or the ``CottonCandyError`` that HEAD raised for it (one
+        bad key does not fail the others). Backends with a cheaper way to keep
+        many requests in flight override this; the default asks one by one.
+        """
+        return [head_result(self.head, key) for key in keys]
 
     @abc.abstractmethod
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
@@ -150,6 +170,11 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def list_buckets(self) -> list[str]:
         """Names of all buckets visible to the credentials."""
+
+    @property
+    def location(self) -> str:
+        """Where this bucket lives, as one string (endpoint and bucket): names it in caches."""
+        return f"{type(self).__name__}:{self.bucket}"
 
     def check_access(self, prefix: str = "") -> Listing:
         """Make sure the bucket exists and the keys under ``prefix`` can be listed; return that listing.

@@ -67,6 +67,11 @@ class LocalBackend(StorageBackend):
     def __repr__(self) -> str:
         return f"LocalBackend({str(self.root)!r})"
 
+    @property
+    def location(self) -> str:
+        """``local:<root directory>``."""
+        return f"local:{self._real_root}"
+
     # -- paths -------------------------------------------------------------
     # Symbolic links inside the store are followed only while they resolve
     # inside it: one pointing outside is invisible in listings, reads as a
@@ -74,8 +79,14 @@ class LocalBackend(StorageBackend):
     def _path(self, key: str, writing: bool = False) -> Path:
         if not key or key.endswith(SIDECAR_SUFFIX):
             raise InvalidKeyError(f"key {key!r} is not allowed on the local backend", key)
-        if key.startswith("/") or any(part in (".", "..") for part in key.split("/")):
+        parts = key.split("/")
+        if key.startswith("/") or any(part in (".", "..") for part in parts):
             raise InvalidKeyError(f"key {key!r} has a '.' or '..' segment or is absolute", key)
+        if "" in parts:  # 'a//x' or 'marker/': the file system would take them for 'a/x' or 'marker'
+            if writing:
+                raise InvalidKeyError(f"key {key!r} has an empty segment: a local store cannot hold it", key)
+            raise ObjectNotFoundError(f"no such object: {key} (a local store cannot hold a key with an empty "
+                                      "segment)", key)
         path = self.root / key
         if not self._inside(path):
             if writing:

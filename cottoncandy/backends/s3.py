@@ -1,10 +1,11 @@
-"""S3 storage backend (boto3), for AWS and S3-compatible servers.
+"""S3 storage backend, for AWS and S3-compatible servers.
 
-With :mod:`.s3client`, the only module that uses boto3. Big reads are
-parallel ranged GETs that stream straight into the caller's buffer, resumed
-where a body breaks off; big writes are parallel multipart uploads from memory
-slices, aborted on any failure so that no partial object ever appears and the
-previous version stays intact.
+The ``s3*`` modules of this package are the only ones that use boto3 and
+obstore. The backend reads through obstore (:mod:`.s3reader`) where that is
+faster and exact: HEADs (many at once in :meth:`S3Backend.heads`), one-level
+listings and ranged GETs; through boto3 (:mod:`.s3client`) otherwise. Big
+reads are parallel ranged GETs straight into the caller's buffer, resumed where
+a body breaks off; writes are in :mod:`.s3upload`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Iterator, Mapping, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
@@ -28,15 +29,16 @@ from ..errors import (
 )
 from ..metadata import normalize_metadata
 from .base import Listing, ObjectInfo, ProgressCallback, StorageBackend
-from .s3errors import translate_error
+from .s3errors import is_invalid_range, translate_error
 from .s3client import make_client, make_resource
-from .s3parts import Chunks, iter_parts, raise_first, read_full, wait_all
+from .s3reader import ObstoreReader, Unservable
+from .s3parts import etag_changed, quote_etag, wait_all
+from .s3upload import Upload
 
 logger = logging.getLogger(__name__)
 
 #: Bytes copied per ``readinto`` call while streaming a response body.
 STREAM_CHUNK = 1 << 20
-MAX_PARTS = 10_000
 DELETE_BATCH = 1000
 #: Failures of a response body that broke off after its headers arrived (connection
 #: reset or closed, read timeout, fewer bytes than Content-Length). botocore retries
@@ -72,21 +74,28 @@ class S3Backend(StorageBackend):
         self.settings = settings or S3Settings()
         self._owns_client = client is None
         self.client = client if client is not None else make_client(self.credentials, self.settings)
+        self.reader = ObstoreReader(bucket, self.client, self.credentials, self.settings)
 
     def __repr__(self) -> str:
         return f"S3Backend(bucket={self.bucket!r}, endpoint_url={self.credentials.endpoint_url!r})"
 
+    @property
+    def location(self) -> str:
+        """``s3:<endpoint>/<bucket>`` (AWS when no endpoint is set)."""
+        return f"s3:{(self.credentials.endpoint_url or 'https://s3.amazonaws.com').rstrip('/')}/{self.bucket}"
+
     def __getstate__(self) -> dict:
-        # botocore clients do not pickle: ship credentials and settings, reconnect on arrival
-        # (dask sends backends to workers).
+        # botocore clients and obstore stores do not pickle: ship credentials and settings,
+        # reconnect on arrival (dask sends backends to workers).
         state = self.__dict__.copy()
-        state["client"] = None
+        state["client"] = state["reader"] = None
         state["_owns_client"] = True
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.client = make_client(self.credentials, self.settings)
+        self.reader = ObstoreReader(self.bucket, self.client, self.credentials, self.settings)
 
     def new_client(self):
         """A fresh client with the same credentials and settings (e.g. one per process or thread)."""
@@ -101,7 +110,8 @@ class S3Backend(StorageBackend):
         return S3Backend(name, self.credentials, self.settings, client=self.client)
 
     def close(self) -> None:
-        """Close the HTTP connections of the client if this backend created it."""
+        """Stop the reader's event loop; close the client's connections if this backend created it."""
+        self.reader.close()
         if self._owns_client:
             self.client.close()
 
@@ -122,12 +132,22 @@ class S3Backend(StorageBackend):
 
     def _check_etag(self, key: str, expected: str | None, got: str | None) -> None:
         # Some servers (rclone) ignore If-Match: compare the ETag we got as well.
-        if expected is not None and got is not None and got.strip('"') != expected.strip('"'):
+        if etag_changed(expected, got):
             raise ObjectNotFoundError(f"GET s3://{self.bucket}/{key}: the object changed while being read", key)
 
     # -- reading ------------------------------------------------------------
     def head(self, key: str) -> ObjectInfo:
         """Return size, ETag and lower-cased user metadata of ``key``."""
+        if self.reader.serves(key):
+            with contextlib.suppress(Unservable):
+                return self.reader.head(key)
+        return self._boto3_head(key)
+
+    def heads(self, keys: Sequence[str]) -> list[ObjectInfo | None | Exception]:
+        """HEAD many keys with up to ``settings.max_inflight`` requests in flight (see the base class)."""
+        return self.reader.heads(list(keys), self._boto3_head)
+
+    def _boto3_head(self, key: str) -> ObjectInfo:
         with self._errors("HEAD", key):
             resp = self.client.head_object(Bucket=self.bucket, Key=key)
         return self._info(key, resp)
@@ -138,7 +158,7 @@ class S3Backend(StorageBackend):
         return ObjectInfo(
             key=key,
             size=int(resp.get("ContentLength", resp.get("Size", 0))),
-            etag=_quote_etag(resp.get("ETag", "")),
+            etag=quote_etag(resp.get("ETag", "")),
             last_modified=modified.timestamp() if modified is not None else 0.0,
             metadata=normalize_metadata(resp.get("Metadata")) if "Metadata" in resp else None,
         )
@@ -149,6 +169,7 @@ class S3Backend(StorageBackend):
             kwargs["IfMatch"] = etag
         with self._errors("GET", key):
             resp = self.client.get_object(**kwargs)
+        self.reader.note_ranged_answer(resp.get("ResponseMetadata", {}).get("HTTPStatusCode"))
         self._check_etag(key, etag, resp.get("ETag"))
         return resp
 
@@ -168,12 +189,21 @@ class S3Backend(StorageBackend):
             raise ValueError(f"invalid byte range [{start}, {end}) for {key!r}")
         if end == start:
             return b""
+        if self.reader.serves(key):
+            try:
+                return self.reader.read_range(key, start, end, etag)
+            except Unservable:
+                pass
+            except StorageError as exc:
+                if is_invalid_range(exc):
+                    return b""  # start at or past the end of the body
+                raise
         failures = 0
         while True:
             try:
                 resp = self._get(key, start, end, etag)
             except StorageError as exc:
-                if _invalid_range(exc):
+                if is_invalid_range(exc):
                     return b""  # start at or past the end of the body
                 raise
             try:
@@ -224,7 +254,7 @@ class S3Backend(StorageBackend):
                 if not offset:
                     state["cancel"] = True
                     known.set()
-                if _invalid_range(exc):
+                if is_invalid_range(exc):
                     raise ArrayFormatError(
                         f"{key}: body ends before byte {start + offset + 1} (expected {start + size} bytes)", key
                     ) from exc
@@ -250,15 +280,19 @@ class S3Backend(StorageBackend):
         is not known yet (and sets ``state['known']``). Returns the bytes read:
         fewer than asked only when the body ends first (or ``state['cancel']``).
         """
+        if self.reader.serves(key):
+            with contextlib.suppress(Unservable):
+                got, etag = self.reader.read_span(key, target, position, state.get("etag"))
+                self._fix_etag(state, etag)
+                if progress is not None and got:
+                    progress(got)
+                return got
         done, total, failures = 0, target.nbytes, 0
         while done < total:
             if state.get("cancel"):
                 return done
             resp = self._get(key, position + done, position + total, state.get("etag"))
-            if state.get("etag") is None:
-                state["etag"] = resp.get("ETag")
-                if "known" in state:
-                    state["known"].set()
+            self._fix_etag(state, resp.get("ETag"))
             body = resp["Body"]
             try:
                 with self._errors("GET", key):
@@ -278,6 +312,14 @@ class S3Backend(StorageBackend):
                 body.close()
         return done
 
+    @staticmethod
+    def _fix_etag(state: dict, etag: str | None) -> None:
+        """The first answer of a read fixes the ETag every part must match."""
+        if state.get("etag") is None:
+            state["etag"] = etag
+            if "known" in state:
+                state["known"].set()
+
     def open_stream(self, key: str) -> tuple[BinaryIO, ObjectInfo]:
         """Open the whole body for sequential reading; the caller closes it."""
         with self._errors("GET", key):
@@ -293,89 +335,7 @@ class S3Backend(StorageBackend):
         progress: ProgressCallback | None = None,
     ) -> None:
         """Store ``body`` under ``key``: one PUT when small, else a parallel multipart upload."""
-        meta = {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
-        threshold = max(self.settings.multipart_threshold, 1)
-        if hasattr(body, "read"):
-            head = read_full(body, threshold)
-            if len(head) < threshold:
-                self._put(key, head, meta, progress)
-            else:
-                self._multipart(key, meta, progress, head=head, stream=body)
-            return
-        try:
-            single = memoryview(body)  # any buffer: bytes, bytearray, numpy array...
-        except TypeError:
-            chunks = Chunks(body)  # a sequence of buffers
-        else:
-            chunks = Chunks([single])
-        if chunks.size < threshold:
-            self._put(key, bytes(chunks.slice(0, chunks.size)), meta, progress)
-        else:
-            self._multipart(key, meta, progress, chunks=chunks)
-
-    def _put(self, key: str, data: bytes, meta: dict, progress) -> None:
-        with self._errors("PUT", key):
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), Metadata=meta)
-        if progress is not None and data:
-            progress(len(data))
-
-    def _part_size(self, total: int | None) -> int:
-        part = self.settings.part_size
-        if total is not None and total > part * MAX_PARTS:
-            part = -(-total // MAX_PARTS)
-            part = -(-part // (1 << 20)) << 20
-        return part
-
-    def _multipart(self, key, meta, progress, chunks: Chunks | None = None, head=b"", stream=None) -> None:
-        part = self._part_size(chunks.size if chunks is not None else None)
-        with self._errors("multipart upload start", key):
-            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=meta)["UploadId"]
-        state: dict = {}
-        etags: dict[int, str] = {}
-        pool = ThreadPoolExecutor(self.settings.max_concurrency, "cc-s3-put")
-
-        def upload(number: int, data) -> None:
-            if state.get("cancel"):
-                return
-            with self._errors(f"upload part {number} of", key):
-                resp = self.client.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(data)
-                )
-            etags[number] = resp["ETag"]
-            if progress is not None:
-                progress(len(data))
-
-        try:
-            futures: list[Future] = []
-            for number, data in enumerate(iter_parts(chunks, head, stream, part), start=1):
-                if number > MAX_PARTS:
-                    raise StorageError(f"{key}: body needs more than {MAX_PARTS} parts of {part} bytes", key)
-                while True:  # at most max_concurrency parts in flight: bounds the memory held
-                    raise_first(futures)
-                    futures = [f for f in futures if not f.done()]
-                    if len(futures) < self.settings.max_concurrency:
-                        break
-                    wait(futures, return_when=FIRST_COMPLETED)
-                futures.append(pool.submit(upload, number, data))
-            wait_all(futures, state)
-            parts = [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]
-            with self._errors("multipart upload complete", key):
-                self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-                )
-        except BaseException:
-            state["cancel"] = True
-            pool.shutdown(wait=True, cancel_futures=True)
-            self._abort(key, upload_id)
-            raise
-        finally:
-            pool.shutdown(wait=True)
-
-    def _abort(self, key: str, upload_id: str) -> None:
-        try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except (ClientError, BotoCoreError) as exc:
-            logger.warning("could not abort multipart upload of s3://%s/%s: %s", self.bucket, key, type(exc).__name__)
+        Upload(self.client, self.bucket, self.settings, self._errors).write(key, body, metadata, progress)
 
     def delete(self, keys: Sequence[str]) -> None:
         """Delete objects in batches of 1000; missing keys are ignored."""
@@ -416,6 +376,11 @@ class S3Backend(StorageBackend):
 
     def list_dir(self, prefix: str = "") -> Listing:
         """One ``/``-delimited level under ``prefix``: objects and sub-prefixes, sorted."""
+        if self.reader.serves():
+            try:
+                return self.reader.list_dir(prefix)
+            except Unservable as exc:
+                logger.debug("LIST s3://%s/%s with boto3: %s", self.bucket, prefix, exc)
         objects, prefixes = [], []
         for page in self._pages(Prefix=prefix, Delimiter="/"):
             objects.extend(self._info(o["Key"], o) for o in page.get("Contents", []) if o["Key"] != prefix)
@@ -478,13 +443,3 @@ class S3Backend(StorageBackend):
             resp = self.client.list_buckets()
         return sorted(b["Name"] for b in resp.get("Buckets", []))
 
-
-def _invalid_range(exc: StorageError) -> bool:
-    """Tell whether a translated error was a 416 (range starts past the end of the body)."""
-    cause = exc.__cause__
-    return isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == "InvalidRange"
-
-
-def _quote_etag(etag: str) -> str:
-    """ETags in one form, quoted (some servers leave the quotes out of listings)."""
-    return f'"{etag.strip(chr(34))}"' if etag else ""

@@ -1,6 +1,6 @@
-"""Helpers of the S3 backend's parallel transfers: body slicing, part iteration, futures.
+"""Helpers of the S3 backend's parallel transfers: body slicing, part iteration, futures, ETags.
 
-Kept free of boto3 so they can be tested and reused on their own.
+Kept free of any S3 client so they can be tested and shared by both clients.
 """
 
 from __future__ import annotations
@@ -100,3 +100,13 @@ def wait_all(futures: list[Future], state: dict) -> None:
         for future in futures:
             future.cancel()
         raise
+
+
+def quote_etag(etag: str | None) -> str:
+    """ETags in one form, quoted (some servers leave the quotes out of listings)."""
+    return f'"{etag.strip(chr(34))}"' if etag else ""
+
+
+def etag_changed(expected: str | None, got: str | None) -> bool:
+    """Tell whether an answer's ETag ``got`` shows another version than ``expected`` (quotes ignored)."""
+    return expected is not None and got is not None and got.strip('"') != expected.strip('"')

@@ -8,6 +8,19 @@ preferred, so :func:`load_mfusepy` points mfusepy at it when it is present.
 Nothing is imported at module import time: callers ask for the binding with
 :func:`load_mfusepy` and get a :class:`FuseUnavailableError` with an
 actionable message when the Python package or the C library is missing.
+
+**Directory listings with attributes (readdirplus).** mfusepy's ``readdir``
+hands libfuse names and file types only, and without offsets; libfuse 3's
+high-level API then answers the kernel's ``READDIRPLUS`` with ``ino = 0``,
+which tells the kernel to ignore the attributes, so ``ls -l`` sends one
+``LOOKUP`` per entry. :func:`fuse_class` subclasses ``mfusepy.FUSE`` and
+replaces that one libfuse call: entries go to libfuse's filler with their full
+``stat``, ``FUSE_FILL_DIR_PLUS`` and their position as the offset (only the
+offset mode passes attributes on), so the kernel caches each entry and its
+attributes from the listing itself. It also lets ``opendir`` set
+``keep_cache``/``cache_readdir`` so that the kernel keeps a listing it was
+given. :func:`want_readdirplus_always` turns off the kernel's "auto" mode,
+which sends ``READDIRPLUS`` only for the first page of a directory.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ import logging
 import os
 import sys
 from types import ModuleType
+from typing import Any
 
 from ..errors import CottonCandyError
 
@@ -95,6 +109,96 @@ def operations_base() -> type:
     return load_mfusepy().Operations
 
 
+#: libfuse 3 ``fuse_readdir_flags``: the kernel asked for attributes too.
+FUSE_READDIR_PLUS = 1 << 0
+#: libfuse 3 ``fuse_fill_dir_flags``: the ``stat`` given to the filler is complete.
+FUSE_FILL_DIR_PLUS = 1 << 1
+#: libfuse 3 capability: the kernel decides per call whether to send READDIRPLUS.
+FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
+
+_fuse_class: type | None = None
+
+
+def want_readdirplus_always(conn_info: object) -> None:
+    """Ask the kernel for ``READDIRPLUS`` on every page of a listing (``init``'s ``conn_info``).
+
+    In "auto" mode the kernel asks for attributes only on a directory's first
+    page and falls back to ``LOOKUP`` per entry for the rest.
+    """
+    if conn_info is not None and hasattr(conn_info, "want"):
+        conn_info.want &= ~FUSE_CAP_READDIRPLUS_AUTO
+
+
+def fuse_class() -> type:
+    """``mfusepy.FUSE`` with ``opendir``/``readdir`` that pass cache flags and full attributes.
+
+    The operations object must provide ``opendir(path, fi)`` (it sets ``fi.fh``
+    and may set ``fi.keep_cache`` and ``fi.cache_readdir``) and
+    ``readdir(path, fh)`` returning the same sequence of ``(name, attrs,
+    0)`` for every call on one handle; ``attrs`` is a ``getattr`` dict.
+    """
+    global _fuse_class
+    if _fuse_class is not None:
+        return _fuse_class
+    mfusepy = load_mfusepy()
+
+    class PlusFUSE(mfusepy.FUSE):  # type: ignore[misc, valid-type, name-defined]
+        def opendir(self, path: bytes, fip: Any) -> int:
+            return self.operations.opendir(path.decode(self.encoding, self.errors), fip.contents) or 0
+
+        def _fill(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int | None) -> int:
+            decoded = None if path is None else path.decode(self.encoding, self.errors)
+            entries = self.operations.readdir(decoded, fip.contents.fh)
+            st = mfusepy.c_stat()
+            size = ctypes.sizeof(st)
+            plus = FUSE_FILL_DIR_PLUS if flags is not None and flags & FUSE_READDIR_PLUS else 0
+            for position in range(offset, len(entries)):
+                name, attrs, _ = entries[position]
+                ctypes.memset(ctypes.byref(st), 0, size)
+                mfusepy.set_st_attrs(st, attrs, use_ns=self.use_ns)
+                encoded = name.encode(self.encoding, self.errors)
+                # position + 1: the offset at which the next call resumes; attributes without a
+                # size are incomplete and must not be cached by the kernel
+                full = filler(buf, encoded, st, position + 1) if flags is None else \
+                    filler(buf, encoded, st, position + 1, plus if "st_size" in attrs else 0)
+                if full:
+                    break
+            return 0
+
+        def readdir_fuse_2(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any) -> int:
+            return self._fill(path, buf, filler, offset, fip, None)
+
+        def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any,
+                           flags: int) -> int:
+            return self._fill(path, buf, filler, offset, fip, flags)
+
+    _fuse_class = PlusFUSE
+    return PlusFUSE
+
+
+def invalidate_path(path: str) -> bool:
+    """Make the kernel drop the attributes and pages it caches for ``path`` (libfuse 3).
+
+    Call it from a FUSE callback (it finds the file system through the
+    request's context). Returns whether the kernel was told.
+    """
+    mfusepy = load_mfusepy()
+    if int(mfusepy.fuse_version_major) < 3:
+        return False
+    lib = mfusepy._libfuse
+    function = lib.fuse_invalidate_path
+    function.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    function.restype = ctypes.c_int
+    context = lib.fuse_get_context()
+    if not context or not context.contents.fuse:  # not called from a FUSE request
+        return False
+    fuse = context.contents.fuse
+    status = function(fuse, os.fsencode(path))
+    if status:  # -ENOENT: the kernel holds nothing for it
+        logger.debug("fuse_invalidate_path(%s): %s", path, os.strerror(-status))
+    return status == 0
+
+
 def run_fuse(operations: object, mountpoint: str, **options: object) -> None:
     """Run the FUSE main loop until the file system is unmounted.
 
@@ -111,4 +215,4 @@ def run_fuse(operations: object, mountpoint: str, **options: object) -> None:
     """
     if fuse_major_version() >= 3:
         options.setdefault("max_idle_threads", LIBFUSE3_MAX_IDLE_THREADS)
-    load_mfusepy().FUSE(operations, mountpoint, raw_fi=True, **options)
+    fuse_class()(operations, mountpoint, raw_fi=True, **options)

@@ -163,6 +163,18 @@ def warn_if_empty(args: argparse.Namespace, listing) -> None:
 # -- serving ------------------------------------------------------------------
 
 
+def open_index(setting: str | None, location: str):
+    """The persistent metadata index for ``--metadata-cache`` (``None`` when ``off``)."""
+    from .metaindex import MetadataIndex, default_directory
+
+    if setting is not None and setting.strip().lower() == "off":
+        return None
+    directory = default_directory() if setting is None else os.path.abspath(os.path.expanduser(setting))
+    index = MetadataIndex(directory, location)
+    logger.debug("metadata index %s (%s)", index.path, "in use" if index.enabled else "unusable")
+    return index if index.enabled else None
+
+
 def tune_readahead(mountpoint: str, nbytes: int) -> None:
     """Let the kernel read ahead ``nbytes`` on the mount (``/sys/class/bdi``; root only).
 
@@ -218,7 +230,8 @@ def serve(args: argparse.Namespace, mountpoint: str, on_init: Callable[[], None]
     backend, _listing = open_backend(args)
     read_path = ReadPath(backend, cache_bytes=args.cache_size, block_size=args.block_size,
                          max_workers=args.workers)
-    tree = Tree(backend, prefix=args.prefix, ttl=args.ttl,
+    index = open_index(args.metadata_cache, backend.location)
+    tree = Tree(backend, prefix=args.prefix, ttl=args.ttl, index=index,
                 build_sparse=make_builder(read_path) if scipy_available() else None)
     libfuse3 = fuse_major_version() >= 3
     max_read = min(args.block_size, 1 << 20) if libfuse3 else 0
@@ -245,6 +258,8 @@ def serve(args: argparse.Namespace, mountpoint: str, on_init: Callable[[], None]
     finally:
         tree.close()
         read_path.close()
+        if index is not None:
+            index.close()
         backend.close()
     logger.info("unmounted %s", mountpoint)
 

@@ -27,9 +27,10 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..backends.base import ObjectInfo
+from ..manifests import DaskManifest, SparseManifest
 from ..metadata import ArrayMeta
 
 SIDECAR_SUFFIX = ".meta.json"
@@ -57,9 +58,9 @@ class Kind(enum.Enum):
 _RANK = {Kind.DIR: 0, Kind.OBJECT: 1, Kind.RAW: 2, Kind.BROKEN: 2, Kind.DASK: 3, Kind.SPARSE: 4}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """One file or directory of the mount.
+    """One file or directory of the mount (immutable: FUSE threads share it).
 
     Attributes
     ----------
@@ -73,12 +74,12 @@ class Entry:
         HEAD of the object (of ``metadata.json`` for dask and sparse entries).
     meta : ArrayMeta or None
         Parsed array metadata of a raw array.
-    manifest : object or None
-        Parsed dask or sparse manifest.
+    manifest : DaskManifest, SparseManifest or None
+        Parsed manifest of a dask or sparse entry.
     error : Exception or None
         Why a ``BROKEN`` entry cannot be read.
     size : int or None
-        File size; ``None`` until known (sparse entries are sized when built).
+        File size; ``None`` when only building the file tells (sparse entries).
     mtime : float
     """
 
@@ -87,7 +88,7 @@ class Entry:
     key: str
     info: ObjectInfo | None = None
     meta: ArrayMeta | None = None
-    manifest: object | None = None
+    manifest: DaskManifest | SparseManifest | None = None
     error: Exception | None = None
     size: int | None = 0
     mtime: float = 0.0
@@ -165,7 +166,8 @@ def candidates_for(name: str) -> tuple[list[str], list[str]]:
 def assign_names(entries: Iterable[Entry]) -> dict[str, Entry]:
     """Resolve name collisions (see module docstring); returns name -> entry.
 
-    Entries are given with their natural names; losers are renamed in place.
+    Entries are given with their natural names; losers come back as copies
+    under their marked names.
     """
     def rank(entry: Entry) -> int:
         if entry.kind is Kind.DIR:
@@ -184,7 +186,5 @@ def assign_names(entries: Iterable[Entry]) -> dict[str, Entry]:
         name = marked_name(entry)
         if name in out:  # a key literally named like our mark: keep the first claim
             continue
-        entry.name = name
-        entry.natural = False
-        out[name] = entry
+        out[name] = replace(entry, name=name, natural=False)
     return out

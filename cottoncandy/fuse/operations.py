@@ -10,6 +10,14 @@ The mount is read-only: every call that would change something answers
 ``EROFS``. Files are ``0444`` and directories ``0555`` less the ``umask``,
 owned by ``uid``/``gid`` (default: the user who mounted). An open file pins the version (ETag) it opened; the kernel page
 cache is kept across opens while the version does not change.
+
+Listings carry every entry's attributes (readdirplus, see
+:mod:`cottoncandy.fuse.binding`), and the kernel keeps names and attributes
+for the TTL, so ``ls -l`` costs no request per entry. ``open`` checks the
+version on the server: when the object changed since it was listed, the new
+version is opened and the kernel is told to forget the size it cached, so the
+read is neither cut short nor padded. ACL and security-label queries answer
+``ENOTSUP``: tools such as ``ls`` then stop asking for the rest of the mount.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import Any
 from cachetools import LRUCache
 
 from ..metadata import stored_shape
-from .binding import operations_base
+from .binding import invalidate_path, operations_base, want_readdirplus_always
 from .entries import Entry, Kind
 from .tree import Tree
 
@@ -50,7 +58,7 @@ PASSTHROUGH_ERRNOS = frozenset(
     }
 )
 #: errnos that are part of normal operation and not worth more than a debug line.
-_QUIET_ERRNOS = frozenset({errno.ENOENT, errno.ENODATA, errno.EROFS, errno.EISDIR, errno.ENOTDIR})
+_QUIET_ERRNOS = frozenset({errno.ENOENT, errno.ENODATA, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENOTSUP})
 
 XATTR_PREFIX = "user.cottoncandy."
 XATTR_NAMES = ("key", "dtype", "shape", "compression")
@@ -166,6 +174,7 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         self.initialized = False  # set once the kernel sent INIT
         self._lock = threading.Lock()
         self._handles: dict[int, _Handle] = {}
+        self._listings: dict[int, list] = {}  # open directory -> the listing it reads (stable offsets)
         self._counter = itertools.count(1)
         # path -> identity of the version whose pages the kernel may hold for that path
         self._cached_versions: LRUCache = LRUCache(maxsize=1 << 16)
@@ -173,6 +182,7 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
     # -- life cycle ---------------------------------------------------------
     def init_with_config(self, conn_info: Any, config_3: Any) -> None:
         """Set kernel cache timeouts (libfuse 3) and report that the mount is live."""
+        want_readdirplus_always(conn_info)
         if self.max_read and conn_info is not None and hasattr(conn_info, "max_read"):
             conn_info.max_read = self.max_read
             conn_info.max_readahead = max(conn_info.max_readahead, self.max_read)
@@ -195,12 +205,17 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
             handle.open_file.release()
 
     # -- attributes ---------------------------------------------------------
-    def _stat(self, entry: Entry, size: int | None = None) -> dict[str, int]:
+    def _stat(self, entry: Entry, size: int | None = None, build: bool = True) -> dict[str, int]:
+        """``stat`` fields of an entry; without ``build``, a file whose size needs building has no size."""
         mtime = int(entry.mtime * 1e9)
         common = {"st_uid": self.uid, "st_gid": self.gid, "st_mtime": mtime, "st_ctime": mtime, "st_atime": mtime}
         if entry.is_dir:
             return {"st_mode": self.dir_mode, "st_nlink": 2, "st_size": 0, **common}
         if size is None:
+            size = entry.size
+        if size is None:
+            if not build:
+                return {"st_mode": self.file_mode}
             size = self.tree.size(entry)
         return {
             "st_mode": self.file_mode,
@@ -227,13 +242,42 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         self.tree.lookup(path)
         return 0
 
+    def _listing(self, path: str) -> list:
+        out: list = [(".", {"st_mode": self.dir_mode}, 0), ("..", {"st_mode": self.dir_mode}, 0)]
+        out.extend((entry.name, self._stat(entry, build=False), 0) for entry in self.tree.readdir(path))
+        return out
+
+    @_translated
+    def opendir(self, path: str, fi: Any = None) -> int:
+        """Take the listing an open directory reads, so that offsets stay valid between calls.
+
+        ``fi`` is libfuse's ``fuse_file_info`` (its ``fh`` is set); for direct
+        calls the handle is returned.
+        """
+        listing = self._listing(path)
+        with self._lock:
+            number = next(self._counter)
+            self._listings[number] = listing
+        if fi is not None and not isinstance(fi, int):
+            fi.fh = number
+            return 0
+        return number
+
     @_translated
     def readdir(self, path: str, fh: Any) -> list:
-        """Names with their file types (so ``find`` and ``ls`` need no extra ``stat``)."""
-        out: list = [(".", {"st_mode": DIR_MODE}, 0), ("..", {"st_mode": DIR_MODE}, 0)]
-        for entry in self.tree.readdir(path):
-            out.append((entry.name, {"st_mode": DIR_MODE if entry.is_dir else FILE_MODE}, 0))
-        return out
+        """Entries with their full attributes (``ls -l`` and ``find`` need no ``stat`` per entry).
+
+        Entries whose size only building them tells (sparse ``.npz``) come
+        with their file type only.
+        """
+        listing = self._listings.get(_fh_number(fh)) if fh is not None else None
+        return listing if listing is not None else self._listing(path)
+
+    def releasedir(self, path: str, fh: Any) -> int:
+        """Forget an open directory's listing."""
+        with self._lock:
+            self._listings.pop(_fh_number(fh), None)
+        return 0
 
     @_translated
     def statfs(self, path: str) -> dict[str, int]:
@@ -270,11 +314,14 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         return list(self._xattrs(self.tree.lookup(path)))
 
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
-        """Value of one ``user.cottoncandy.*`` attribute; ``ENODATA`` for others."""
+        """Value of one ``user.cottoncandy.*`` attribute; ``ENODATA`` for other ``user.`` names.
+
+        Other namespaces (ACLs, security labels) answer ``ENOTSUP``: the kernel
+        caches no xattr answer, and ``ls -l`` would otherwise ask two of them per
+        file; told "not supported", it stops asking for the whole mount.
+        """
         if not name.startswith(XATTR_PREFIX):
-            # `ls -l` asks every file for its ACL and SELinux label, and the kernel caches no
-            # xattr answer: these are most of a warm `ls -l`'s requests. Answer without a lookup.
-            raise fs_error(errno.ENODATA)
+            raise fs_error(errno.ENODATA if name.startswith("user.") else errno.ENOTSUP)
         return self._getxattr(path, name)
 
     @_translated
@@ -296,9 +343,12 @@ class CottonCandyOperations(Operations):  # type: ignore[misc, valid-type]
         flags = fi if isinstance(fi, int) else fi.flags
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_TRUNC | os.O_CREAT | os.O_APPEND):
             raise fs_error(errno.EROFS)
-        entry = self.tree.lookup(path)
-        if entry.is_dir:
+        listed = self.tree.lookup(path)
+        if listed.is_dir:
             raise fs_error(errno.EISDIR)
+        entry = self.tree.refresh(path, listed)
+        if entry is not listed:  # the kernel may hold the old version's size: make it ask again
+            invalidate_path(path)
         open_file = self.read_path.open(self.tree.source(entry))
         identity = self.tree.identity(entry)
         with self._lock:

@@ -313,6 +313,14 @@ def build_parser() -> MountArgumentParser:
                         "throttling), with exponential backoff, before the read fails with EIO; a read "
                         "fails within about (N+1) x SECONDS plus the backoff (default: %(default)s)")
     parser.add_argument("--workers", type=positive_int, default=8, metavar="N", help="parallel GETs of the read path (default: %(default)s)")
+    parser.add_argument("--max-inflight", type=positive_int, default=64, metavar="N",
+                        help="requests in flight at once when a directory needs its objects' metadata "
+                        "(HEADs) (default: %(default)s)")
+    parser.add_argument("--metadata-cache", default=None, metavar="DIR|off",
+                        help="directory of the persistent metadata index, which remembers each object's "
+                        "array metadata by ETag so that later mounts list without a HEAD per object; 'off' "
+                        "keeps nothing on disk (default: $XDG_CACHE_HOME/cottoncandy, i.e. "
+                        "~/.cache/cottoncandy)")
     parser.add_argument("--uid", type=user_id, default=None, metavar="USER",
                         help="owner of every file and directory, a user name or number (default: you); "
                         "others can only use the mount with --allow-other")
@@ -347,7 +355,7 @@ def s3_settings(args: argparse.Namespace, quick: bool = False) -> dict[str, obje
     so that a wrong endpoint is reported in seconds.
     """
     settings: dict[str, object] = {"read_timeout": args.timeout, "connect_timeout": min(args.timeout, 10.0),
-                                   "max_attempts": args.retries + 1}
+                                   "max_attempts": args.retries + 1, "max_inflight": args.max_inflight}
     if quick:
         settings["max_attempts"] = min(2, args.retries + 1)
         settings["connect_timeout"] = min(5.0, args.timeout)
