@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_mount import Row, print_table  # noqa: E402
 from cc040 import CC040, cc040_python, smooth_array  # noqa: E402
 from tests.servers import start_rclone  # noqa: E402
 
@@ -94,18 +94,6 @@ def boto3_multipart_put(client, bucket: str, key: str, parts: list[bytes]) -> No
     with ThreadPoolExecutor(THREADS) as pool:
         done = list(pool.map(put, enumerate(parts, 1)))
     client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done})
-
-
-@dataclass
-class Row:
-    """One line of the gzip table; ``passed`` is None when there is no target."""
-
-    figure: str
-    ours: str
-    cc040: str
-    ratio: str
-    target: str
-    passed: bool | None
 
 
 def rss_growth(server, bucket: str, key: str) -> tuple[int, int]:
@@ -204,19 +192,6 @@ def gzip_rows(args, server, cci, bucket: str, home: Path) -> list[Row]:
     return rows
 
 
-def print_gzip_table(rows: list[Row], title: str) -> None:
-    """Print the gzip table with targets and pass/FAIL."""
-    headers = ("figure", "ours", "cottoncandy 0.4.0", "ratio", "target", "pass")
-    cells = [headers] + [(r.figure, r.ours, r.cc040, r.ratio, r.target,
-                          "" if r.passed is None else ("pass" if r.passed else "FAIL")) for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    print(f"\n{title}")
-    for n, row in enumerate(cells):
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=256, help="array size in MiB (default 256)")
@@ -282,8 +257,8 @@ def main() -> None:
         limit = 1.1 * size + 64 * 2**20
         print(f"peak RSS growth of download_raw_array: {growth / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB array "
               f"({growth / size:.2f}x; limit 1.1x + 64 MiB = {limit / 2**20:.0f} MiB)")
-    print_gzip_table(gzip_table, f"gzip against cottoncandy 0.4.0: {args.gzip_mib} MiB float32 (cumulative sum of "
-                                 f"noise) written by 0.4.0 (gzip level 9), median of {args.repeat}")
+    print_table(gzip_table, f"gzip against cottoncandy 0.4.0: {args.gzip_mib} MiB float32 (cumulative sum of "
+                            f"noise) written by 0.4.0 (gzip level 9), median of {args.repeat}", "cottoncandy 0.4.0")
 
 if __name__ == "__main__":
     main()

@@ -422,9 +422,9 @@ def latency_row(figure: str, latencies: list[float], base_median: float, limit_m
                f"<= {limit_ms:g} ms", med * 1e3 <= limit_ms)
 
 
-def print_table(rows: list[Row], title: str) -> None:
-    """Print the table (the only output on stdout)."""
-    headers = ("figure", "value", "boto3 baseline", "ratio", "target", "pass")
+def print_table(rows: list[Row], title: str, baseline: str = "boto3 baseline") -> None:
+    """Print the table (the only output on stdout); ``baseline`` heads the third column."""
+    headers = ("figure", "value", baseline, "ratio", "target", "pass")
     cells = [headers] + [(r.figure, r.value, r.baseline, r.ratio, r.target,
                           "" if r.passed is None else ("pass" if r.passed else "FAIL")) for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]

@@ -214,16 +214,22 @@ def test_api_decodes_ranges_as_they_arrive(gzip_library, backend):
     assert peak < arr.nbytes + len(body) // 2, peak  # array + a few pieces, not + the body
 
 
-@pytest.mark.parametrize("name", sorted(bad_bodies()))
-def test_api_bad_bodies_fail_for_that_object_only(gzip_library, tmp_path, name):
+def bad_and_good(root, name: str):
+    """A local store with the bad body ``name`` at ``bad`` and a good gzip array at ``good``."""
     from cottoncandy.backends.local import LocalBackend
 
-    backend = LocalBackend(tmp_path)
+    backend = LocalBackend(root)
     body, meta = bad_bodies()[name]
     backend.write("bad", body, meta.to_metadata())
     good = smooth(1000)
+    backend.write("good", gzip.compress(good.tobytes()), ArrayMeta.for_array(good, compression="gzip").to_metadata())
+    return backend, good
+
+
+@pytest.mark.parametrize("name", sorted(bad_bodies()))
+def test_api_bad_bodies_fail_for_that_object_only(gzip_library, tmp_path, name):
+    backend, good = bad_and_good(tmp_path, name)
     cci = Interface(backend)
-    cci.upload_raw_array("good", good, compression="gzip")
     with pytest.raises(ArrayFormatError, match="bad"):
         cci.download_raw_array("bad")
     assert np.array_equal(cci.download_raw_array("good"), good)
@@ -362,13 +368,7 @@ def test_read_path_random_miss_decodes_only_its_span(gzip_library, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(bad_bodies()))
 def test_read_path_bad_bodies_fail_for_that_object_only(gzip_library, tmp_path, name):
-    from cottoncandy.backends.local import LocalBackend
-
-    backend = LocalBackend(tmp_path)
-    body, meta = bad_bodies()[name]
-    backend.write("bad", body, meta.to_metadata())
-    good = smooth(1000)
-    backend.write("good", gzip.compress(good.tobytes()), ArrayMeta.for_array(good, compression="gzip").to_metadata())
+    backend, good = bad_and_good(tmp_path, name)
     with ReadPath(backend, block_size=16 << 10, gzip_block_size=8 << 10, cache_bytes=1 << 20) as rp:
         with pytest.raises(ArrayFormatError, match="bad"):
             read_all(rp.open(describe(backend, "bad")))

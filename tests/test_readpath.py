@@ -14,7 +14,7 @@ import pytest
 from cottoncandy.codecs import get_codec
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError
 from cottoncandy.fuse.cache import BlockCache
-from cottoncandy.fuse.gzstream import SNAPSHOT_BYTES
+from cottoncandy.fuse.gzindex import SNAPSHOT_BYTES
 from cottoncandy.fuse.reader import ReadPath
 from cottoncandy.fuse.sources import (DaskArrayFile, InMemoryFile, ObjectBody, RawArrayFile, array_header,
                                       file_size)

@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prefix", default="", help="show only keys under this prefix (default: the whole bucket)")
     parser.add_argument("--backend", choices=("s3", "local"), default="s3", help="storage backend (default: %(default)s)")
     parser.add_argument("--cache-size", type=parse_size, default="1GiB", metavar="SIZE",
-                        help="memory for cached decoded blocks (default: %(default)s)")
+                        help="memory for cached decoded blocks and gzip checkpoints (these get a "
+                        "quarter, at most 64 MiB) (default: %(default)s)")
     parser.add_argument("--block-size", type=parse_size, default="8MiB", metavar="SIZE",
                         help="size of a cached block and of one ranged GET (default: %(default)s)")
     parser.add_argument("--ttl", type=non_negative_seconds, default=30.0, metavar="SECONDS",

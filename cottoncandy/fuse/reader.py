@@ -28,7 +28,8 @@ from ..metadata import ArrayMeta
 from .blocks import BlockStream, CodecStream, EmptyStream, ObjectLocks, ReadContext, StoredStream
 from .cache import BlockCache
 from .daskstream import DaskStream
-from .gzstream import GzipIndex, GzipStream
+from .gzindex import GzipIndex
+from .gzstream import GzipStream
 from .sources import DaskArrayFile, InMemoryFile, ObjectBody, RawArrayFile, Source, array_header, file_size
 
 __all__ = ["ReadPath", "OpenFile", "file_size"]
@@ -160,7 +161,7 @@ class ReadPath:
         Decoded bytes between gzip checkpoints (multiple of ``gzip_block_size``;
         default: every gzip block).
     gzip_index_bytes : int, optional
-        Part of ``cache_bytes`` for gzip checkpoints (:data:`~cottoncandy.fuse.gzstream.SNAPSHOT_BYTES`
+        Part of ``cache_bytes`` for gzip checkpoints (:data:`~cottoncandy.fuse.gzindex.SNAPSHOT_BYTES`
         each); default a quarter, at most 64 MiB (1,560 checkpoints: 1.5 GB of
         gzip data at one per MiB; beyond, their spacing doubles). A small
         cache gets a large share because its blocks cannot hold a gzip file,
