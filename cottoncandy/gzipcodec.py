@@ -32,13 +32,14 @@ rapidgzip, 1 / 2 threads    410 / 718   whole body in memory; through a file
 End to end on a loopback rclone server, the same 0.4.0-written array read by
 0.4.0's ``download_raw_array`` = 1.0x: whole body then stdlib 1.33x, ranged
 GETs decoded as they arrive with zlib 1.52x, zlib-ng 1.68x, isal 2.20x,
-rapidgzip with 2 threads 1.69x (the second core is busy downloading, and its
-reads pass through Python). rapidgzip's parallel decoding needs the whole
-body at hand, which a download must not hold next to the array (its peak
-memory target is the array + 64 MiB). A ``zlib-ng`` snapshot costs 4 us and
-41 KiB (``zlib``: 17 us, 39 KiB).
+rapidgzip with 2 threads 1.69x. rapidgzip decodes in parallel well only with
+the body in memory, which a download must not hold next to the array (its
+peak memory target is the array + 64 MiB); fed through a file object over
+ranged GETs its reads pass through Python and its second thread competes with
+the download for the second core. A ``zlib-ng`` snapshot costs 4 us and 41 KiB
+(``zlib``: 17 us, 39 KiB).
 
-Encoding the same data, MB/s and size ratio: zlib level 9 (0.4.0) 18 and
+Encoding 64 MiB of the same data, MB/s and size ratio: zlib level 9 (0.4.0) 18 and
 0.756; zlib level 1 56 and 0.759; zlib-ng level 1 120 but 1.049 (bigger than
 the data), level 2 74 and 0.784; libdeflate level 1 135 and 0.803; isal level
 1 456-506 and 0.815 (levels 2 and 3 are slower for the same ratio). Any gzip
@@ -59,7 +60,6 @@ import os
 import zlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Union
 
 import numpy as np
 
@@ -67,14 +67,13 @@ from .errors import ArrayFormatError
 
 log = logging.getLogger(__name__)
 
-BytesLike = Union[bytes, bytearray, memoryview]
-
 #: Environment variable that forces the standard library (value ``stdlib``).
 LIBRARY_ENV = "COTTONCANDY_GZIP"
 #: ``wbits`` of a gzip member and of a zlib stream (32 KiB window both).
 GZIP_WBITS = 31
 ZLIB_WBITS = 15
-GZIP_MAGIC = b"\x1f\x8b"
+#: Level of ``'gzip'`` uploads, whichever library encodes (readers do not care; see the module notes).
+GZIP_LEVEL = 1
 
 # input fed and output produced per decompress call: bounds the transient copies
 # (measured: 256 KiB to 8 MiB steps decode at the same speed)
@@ -93,13 +92,10 @@ class Library:
         ``'isal'``, ``'zlib-ng'`` or ``'zlib'``.
     module : module
         Has ``decompressobj``, ``compressobj`` and ``error`` like :mod:`zlib`.
-    level : int
-        Compression level used for uploads.
     """
 
     name: str
     module: ModuleType
-    level: int = 1
 
     @property
     def error(self) -> type[Exception]:
@@ -111,7 +107,7 @@ class Library:
         return self.module.decompressobj(wbits)
 
 
-_STDLIB = Library("zlib", zlib, level=1)
+_STDLIB = Library("zlib", zlib)
 # (name, module path), fastest first
 _DECODERS = (("isal", "isal.isal_zlib"), ("zlib-ng", "zlib_ng.zlib_ng"))
 _COPYABLE_DECODERS = (("zlib-ng", "zlib_ng.zlib_ng"),)
@@ -170,19 +166,13 @@ def decode_errors() -> tuple[type[Exception], ...]:
     return tuple(errors)
 
 
-def _byte_view(data: BytesLike | np.ndarray) -> memoryview:
-    view = data if isinstance(data, memoryview) else memoryview(data)
-    if view.format != "B" or view.ndim != 1:
-        view = view.cast("B")
-    return view
-
-
-def gzip_encode(data: BytesLike, library: Library | None = None) -> bytearray:
+def gzip_encode(data: bytes | bytearray | memoryview, library: Library | None = None) -> bytearray:
     """Compress ``data`` into one gzip member.
 
     Parameters
     ----------
     data : bytes-like
+        C-contiguous.
     library : Library, optional
         Default :func:`deflate_library`.
 
@@ -192,8 +182,8 @@ def gzip_encode(data: BytesLike, library: Library | None = None) -> bytearray:
         Grown in place: no second copy of the compressed body is made.
     """
     library = library or deflate_library()
-    view = _byte_view(data)
-    comp = library.module.compressobj(library.level, zlib.DEFLATED, GZIP_WBITS)
+    view = memoryview(data).cast("B")
+    comp = library.module.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP_WBITS)
     body = bytearray()
     for start in range(0, len(view), _ENCODE_STEP):
         body += comp.compress(view[start:start + _ENCODE_STEP])
@@ -255,7 +245,7 @@ class Inflater:
         # one byte more than may come, so that an overlong body is noticed (0 would mean "no limit")
         return min(_OUT_STEP, self.total - self.pos + 1)
 
-    def feed(self, data: BytesLike) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Decode the next piece of the body.
 
         Raises
@@ -263,12 +253,12 @@ class Inflater:
         ArrayFormatError
             Corrupt data, more output than ``len(out)``, or trailing garbage.
         """
-        view = _byte_view(data)
+        view = memoryview(data).cast("B")
         self.fed += len(view)
         for start in range(0, len(view), _IN_STEP):
             self._feed_piece(view[start:start + _IN_STEP])
 
-    def _feed_piece(self, piece: BytesLike) -> None:
+    def _feed_piece(self, piece: bytes | memoryview) -> None:
         while len(piece):
             if self._between:
                 piece = self._next_member(piece)
@@ -290,7 +280,7 @@ class Inflater:
             return self._error(f"has trailing garbage after its data (near input byte {self.fed})")
         return self._error(f"is corrupt: {exc}")
 
-    def _next_member(self, piece: BytesLike) -> BytesLike:
+    def _next_member(self, piece: bytes | memoryview) -> bytes | memoryview:
         """Skip NUL padding; return the rest of ``piece`` starting a new member (maybe empty)."""
         if not self.members:
             raise self._error(f"has {len(piece)} bytes of trailing garbage")
