@@ -124,14 +124,7 @@ class GzipStream(BlockStream):
 
         The live cursor of a sequential reader is left alone.
         """
-        i = st.best(offset)
-        if i >= 0 and st.offsets[i] > 0:
-            in_off, dobj = st.snapshots[i]
-            self.index.count("checkpoint_resumes")
-            cur = _Cursor(dobj.copy(), in_off, st.offsets[i])
-        else:
-            self.index.count("restarts")
-            cur = _Cursor(self._library.decompressobj(GZIP_WBITS), 0, 0)
+        cur = self._from_checkpoint(st, offset)
         while cur.out_off < offset:  # decode and drop what comes before, block boundary by block boundary
             stop = min((cur.out_off // self.block_size + 1) * self.block_size, offset)
             self._produce(cur, stop - cur.out_off)
@@ -156,6 +149,7 @@ class GzipStream(BlockStream):
             return self._decode(st, index)
 
     def _start(self, st: ObjectState, target: int) -> _Cursor:
+        """The live cursor if it is at or before ``target`` and no checkpoint is nearer, else :meth:`_from_checkpoint`."""
         i = st.best(target)
         ck_off = st.offsets[i] if i >= 0 else 0
         cur = st.cursor
@@ -164,10 +158,15 @@ class GzipStream(BlockStream):
             self.index.count("cursor_resumes")
             cur.streaming = True
             return cur
-        if i >= 0 and ck_off > 0:
+        return self._from_checkpoint(st, target)
+
+    def _from_checkpoint(self, st: ObjectState, target: int) -> _Cursor:
+        """A decoder at the last checkpoint at or before ``target`` (a new one at byte 0 if none)."""
+        i = st.best(target)
+        if i >= 0 and st.offsets[i] > 0:
             in_off, dobj = st.snapshots[i]
             self.index.count("checkpoint_resumes")
-            return _Cursor(dobj.copy(), in_off, ck_off)
+            return _Cursor(dobj.copy(), in_off, st.offsets[i])
         self.index.count("restarts")
         return _Cursor(self._library.decompressobj(GZIP_WBITS), 0, 0)
 

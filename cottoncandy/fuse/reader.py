@@ -163,10 +163,10 @@ class ReadPath:
     gzip_index_bytes : int, optional
         Part of ``cache_bytes`` for gzip checkpoints (:data:`~cottoncandy.fuse.gzindex.SNAPSHOT_BYTES`
         each); default a quarter, at most 64 MiB (1,560 checkpoints: 1.5 GB of
-        gzip data at one per MiB; beyond, their spacing doubles). A small
-        cache gets a large share because its blocks cannot hold a gzip file,
-        so random reads decode from checkpoints. Less than one snapshot: no
-        checkpoints (a random read decodes from the start of the body).
+        gzip data at one per MiB; beyond, their spacing doubles): when the
+        blocks cannot hold a gzip file, random reads decode from checkpoints,
+        and the closer they are the less each read decodes. Less than one
+        snapshot: no checkpoints (a random read decodes from byte 0).
     max_checkpoints : int, optional
         A tighter bound on the number of gzip checkpoints.
     max_readahead_blocks : int
