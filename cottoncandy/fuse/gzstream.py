@@ -129,6 +129,8 @@ class GzipStream(BlockStream):
         The live cursor of a sequential reader is left alone.
         """
         cur = self._from_checkpoint(st, offset)
+        if cur.in_pos < self.body_size:
+            self._fetch(cur, end - cur.out_off)  # one GET for the whole span's input
         while cur.out_off < offset:  # decode and drop what comes before, block boundary by block boundary
             stop = min((cur.out_off // self.block_size + 1) * self.block_size, offset)
             self._produce(cur, stop - cur.out_off)
@@ -176,6 +178,8 @@ class GzipStream(BlockStream):
 
     def _decode(self, st: ObjectState, index: int) -> bytes:
         cur = self._start(st, index * self.block_size)
+        if not cur.streaming and cur.in_pos < self.body_size:  # one GET for the input of the blocks up to the wanted one
+            self._fetch(cur, min((index + 1) * self.block_size, self.size) - cur.out_off)
         while True:
             block = cur.out_off // self.block_size
             end = min(cur.out_off + self.block_size, self.size)
