@@ -153,7 +153,7 @@ def gzip_rows(args, server, cci, bucket: str, home: Path) -> list[Row]:
                         f">= {target}x" if target else "", base / t >= target if target else None))
 
     print("0.4.0 uploads a dask array ...", file=sys.stderr)
-    part = max(1, args.gzip_mib // 4) << 20
+    part = max(8, args.gzip_mib // 4) << 20  # 0.4.0 refuses parts under 5 MiB
     old.run("upload_dask_array", "dask040", args.gzip_mib, part)
     t_dask_old, t_dask = [], []
     has_dask = old.has_dask()
@@ -166,7 +166,7 @@ def gzip_rows(args, server, cci, bucket: str, home: Path) -> list[Row]:
         t_dask.append(timed(lambda: cci.download_dask_array("dask040").compute()))
     t = statistics.median(t_dask)
     t_do = statistics.median(t_dask_old) if t_dask_old else None
-    rows.append(Row(f"download_dask_array().compute(), {args.gzip_mib // (part >> 20)} gzip parts",
+    rows.append(Row(f"download_dask_array().compute(), {-(-args.gzip_mib // (part >> 20))} gzip parts",
                     f"{mb / t:.0f} MB/s", f"{mb / t_do:.0f} MB/s" if t_do else "no dask in its venv",
                     f"{t_do / t:.2f}x" if t_do else "-", "", None))
 
@@ -192,6 +192,12 @@ def gzip_rows(args, server, cci, bucket: str, home: Path) -> list[Row]:
     return rows
 
 
+def print_gzip_table(args, rows: list[Row]) -> None:
+    """Print the gzip table."""
+    print_table(rows, f"gzip against cottoncandy 0.4.0: {args.gzip_mib} MiB float32 (cumulative sum of noise) "
+                      f"written by 0.4.0 (gzip level 9), median of {args.repeat}", "cottoncandy 0.4.0")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=256, help="array size in MiB (default 256)")
@@ -212,53 +218,54 @@ def main() -> None:
         client.create_bucket(Bucket=bucket)
         cci = cc.get_interface(bucket, ACCESS_KEY=server.access_key, SECRET_KEY=server.secret_key,
                                endpoint_url=server.endpoint_url, verbose=False)
-        if not args.gzip_only:
-            raw = arr.tobytes()
-            parts = [raw[i:i + PART] for i in range(0, nbytes, PART)]
-            client.put_object(Bucket=bucket, Key="baseline", Body=raw)
-            boto3_ranged_get(client, bucket, "baseline", nbytes)  # first GET computes rclone's checksum
-
-            rows = []
-            t_get = best_of(args.repeat, lambda: boto3_ranged_get(client, bucket, "baseline", nbytes))
-            t_put = best_of(args.repeat, lambda: boto3_multipart_put(client, bucket, "baseline-put", parts))
-            rows.append(("boto3 parallel ranged GET (baseline)", mb / t_get, 1.0, ""))
-            rows.append(("boto3 parallel multipart PUT (baseline)", mb / t_put, 1.0, ""))
-
-            t = best_of(args.repeat, lambda: cci.upload_raw_array("raw", arr, compression=False))
-            rows.append(("upload_raw_array, uncompressed", mb / t, t_put / t, ">= 0.8"))
-            cci.download_raw_array("raw")
-            t = best_of(args.repeat, lambda: cci.download_raw_array("raw"))
-            rows.append(("download_raw_array, uncompressed", mb / t, t_get / t, ">= 0.9"))
-            for label, data in (("normal", arr), ("cumsum", smooth)):
-                t = best_of(args.repeat, lambda: cci.upload_raw_array(f"dflt-{label}", data))
-                ratio = nbytes / cci.get_size(f"dflt-{label}")
-                rows.append((f"upload_raw_array, {DEFAULT_COMPRESSION} ({label}, ratio {ratio:.2f})", mb / t, t_put / t, ""))
-                cci.download_raw_array(f"dflt-{label}")
-                t = best_of(args.repeat, lambda: cci.download_raw_array(f"dflt-{label}"))
-                rows.append((f"download_raw_array, {DEFAULT_COMPRESSION} ({label})", mb / t, t_get / t, ""))
-
-            # 0.4.0's default write path: gzip level 9 of the whole body, then the PUT.
-            def upload_040_style():
-                client.put_object(Bucket=bucket, Key="gzip9", Body=gzip.compress(raw, compresslevel=9))
-
-            t_gzip9 = best_of(1, upload_040_style)
-            t_dflt = best_of(args.repeat, lambda: cci.upload_raw_array("dflt-normal", arr))
-            rows.append(("0.4.0 default upload (gzip level 9)", mb / t_gzip9, t_put / t_gzip9, ""))
-
-            growth, size = rss_growth(server, bucket, "raw")
         gzip_table = gzip_rows(args, server, cci, bucket, Path(tmp))
+        if args.gzip_only:
+            print_gzip_table(args, gzip_table)
+            return
+        raw = arr.tobytes()
+        parts = [raw[i:i + PART] for i in range(0, nbytes, PART)]
+        client.put_object(Bucket=bucket, Key="baseline", Body=raw)
+        boto3_ranged_get(client, bucket, "baseline", nbytes)  # first GET computes rclone's checksum
 
-    if not args.gzip_only:
-        print(f"\ncottoncandy API benchmark: {args.mib} MiB float64 on loopback rclone serve s3, median of {args.repeat}")
-        print(f"{'operation':58} {'MB/s':>8} {'x baseline':>11} {'target':>8}")
-        for name, speed, ratio, target in rows:
-            print(f"{name:58} {speed:8.0f} {ratio:11.2f} {target:>8}")
-        print(f"{DEFAULT_COMPRESSION} upload vs 0.4.0 gzip-9 upload: {t_gzip9 / t_dflt:.1f}x (target >= 5)")
-        limit = 1.1 * size + 64 * 2**20
-        print(f"peak RSS growth of download_raw_array: {growth / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB array "
-              f"({growth / size:.2f}x; limit 1.1x + 64 MiB = {limit / 2**20:.0f} MiB)")
-    print_table(gzip_table, f"gzip against cottoncandy 0.4.0: {args.gzip_mib} MiB float32 (cumulative sum of "
-                            f"noise) written by 0.4.0 (gzip level 9), median of {args.repeat}", "cottoncandy 0.4.0")
+        rows = []
+        t_get = best_of(args.repeat, lambda: boto3_ranged_get(client, bucket, "baseline", nbytes))
+        t_put = best_of(args.repeat, lambda: boto3_multipart_put(client, bucket, "baseline-put", parts))
+        rows.append(("boto3 parallel ranged GET (baseline)", mb / t_get, 1.0, ""))
+        rows.append(("boto3 parallel multipart PUT (baseline)", mb / t_put, 1.0, ""))
+
+        t = best_of(args.repeat, lambda: cci.upload_raw_array("raw", arr, compression=False))
+        rows.append(("upload_raw_array, uncompressed", mb / t, t_put / t, ">= 0.8"))
+        cci.download_raw_array("raw")
+        t = best_of(args.repeat, lambda: cci.download_raw_array("raw"))
+        rows.append(("download_raw_array, uncompressed", mb / t, t_get / t, ">= 0.9"))
+        for label, data in (("normal", arr), ("cumsum", smooth)):
+            t = best_of(args.repeat, lambda: cci.upload_raw_array(f"dflt-{label}", data))
+            ratio = nbytes / cci.get_size(f"dflt-{label}")
+            rows.append((f"upload_raw_array, {DEFAULT_COMPRESSION} ({label}, ratio {ratio:.2f})", mb / t, t_put / t, ""))
+            cci.download_raw_array(f"dflt-{label}")
+            t = best_of(args.repeat, lambda: cci.download_raw_array(f"dflt-{label}"))
+            rows.append((f"download_raw_array, {DEFAULT_COMPRESSION} ({label})", mb / t, t_get / t, ""))
+
+        # 0.4.0's default write path: gzip level 9 of the whole body, then the PUT.
+        def upload_040_style():
+            client.put_object(Bucket=bucket, Key="gzip9", Body=gzip.compress(raw, compresslevel=9))
+
+        t_gzip9 = best_of(1, upload_040_style)
+        t_dflt = best_of(args.repeat, lambda: cci.upload_raw_array("dflt-normal", arr))
+        rows.append(("0.4.0 default upload (gzip level 9)", mb / t_gzip9, t_put / t_gzip9, ""))
+
+        growth, size = rss_growth(server, bucket, "raw")
+
+    print(f"\ncottoncandy API benchmark: {args.mib} MiB float64 on loopback rclone serve s3, median of {args.repeat}")
+    print(f"{'operation':58} {'MB/s':>8} {'x baseline':>11} {'target':>8}")
+    for name, speed, ratio, target in rows:
+        print(f"{name:58} {speed:8.0f} {ratio:11.2f} {target:>8}")
+    print(f"{DEFAULT_COMPRESSION} upload vs 0.4.0 gzip-9 upload: {t_gzip9 / t_dflt:.1f}x (target >= 5)")
+    limit = 1.1 * size + 64 * 2**20
+    print(f"peak RSS growth of download_raw_array: {growth / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB array "
+          f"({growth / size:.2f}x; limit 1.1x + 64 MiB = {limit / 2**20:.0f} MiB)")
+    print_gzip_table(args, gzip_table)
+
 
 if __name__ == "__main__":
     main()
