@@ -2,7 +2,11 @@
 
 Uncompressed raw arrays never pass through an intermediate buffer: uploads
 hand the array's own memory to the backend, downloads have the backend fill
-the destination array in place with parallel ranged GETs.
+the destination array in place with parallel ranged GETs. Bodies that decode
+as a stream (gzip, zlib) are decoded straight into the destination range by
+range while the next ranges download (:mod:`cottoncandy.bodyranges`), so
+download and decoding overlap and the whole compressed body is never held;
+other codecs read the whole body, then decode it into the array.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import numpy as np
 
 from .arrays import byte_view, decode_array_into, empty_for, encode_array
 from .backends.base import StorageBackend
+from .bodyranges import iter_ranges
+from .codecs import get_codec
 from .errors import ArrayFormatError
 from .metadata import ARRAY_METADATA_KEYS, ArrayMeta
 from .progress import ProgressArg, progress_callback
@@ -60,16 +66,25 @@ def download_raw(backend: StorageBackend, key: str, progress: ProgressArg) -> np
         raise ArrayFormatError(
             f"{key}: body has {info.size} bytes but shape {meta.shape} of {meta.dtype} "
             f"needs {meta.nbytes}", key)
+    codec = get_codec(meta.compression, key)
     out = empty_for(meta, key)
     with progress_callback(progress, info.size, f"download {key}") as callback:
         if meta.compression is None:
             if meta.nbytes:
                 backend.read_into(key, byte_view(out), 0, etag=info.etag, progress=callback)
-        else:
-            body = bytearray(info.size)
-            if info.size:
-                backend.read_into(key, memoryview(body), 0, etag=info.etag, progress=callback)
-            decode_array_into(body, out, meta, key)
+            return out
+        decoder = codec.stream_decoder(byte_view(out), key)
+        if decoder is not None:  # decode each range while the next ones download
+            for piece in iter_ranges(backend, key, info.size, info.etag):
+                decoder.feed(piece)
+                if callback:
+                    callback(len(piece))
+            decoder.finish()
+            return out
+        body = bytearray(info.size)
+        if info.size:
+            backend.read_into(key, memoryview(body), 0, etag=info.etag, progress=callback)
+        decode_array_into(body, out, meta, key)
     return out
 
 

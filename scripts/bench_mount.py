@@ -9,6 +9,10 @@ one table naming the server: each figure, the raw boto3
 baseline measured in the same run (interleaved with the mount runs, the
 machine being shared), their ratio, the target and pass/FAIL.
 
+The gzip figures use an array written by cottoncandy 0.4.0 itself with its
+defaults (gzip level 9), from its own venv (``scripts/cc040.py``), and compare
+with 0.4.0's ``download_raw_array`` of the same object, alternating runs.
+
 How "cold" is achieved: every cold figure runs on a fresh mount (unmount,
 mount again). The mount process, its block cache and gzip checkpoints are
 new, and the kernel forgets a FUSE file system's inodes and page cache at
@@ -31,14 +35,15 @@ The run ends with everything unmounted and stopped, also on an error or
 Ctrl-C. Exit status 0 when the run completed (even if targets are missed),
 1 if it failed, 130 if interrupted.
 
-Usage: ``.venv/bin/python scripts/bench_mount.py [--mib 256] [--repeat 3] [--cache-size 1GiB] [--quick]
-[--server rclone|seaweedfs]``
+Usage: ``.venv/bin/python scripts/bench_mount.py [--mib 256] [--repeat 3] [--cache-size 1GiB] [--gzip-mib 128]
+[--cc040-python PATH] [--quick] [--server rclone|seaweedfs]``
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import signal
 import statistics
@@ -58,6 +63,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cc040 import CC040, cc040_python, smooth_array  # noqa: E402
 from tests.mountutil import mount_env, processes_using, reap, unmount  # noqa: E402
 from tests.servers import add_server_option, find_executable, start_server  # noqa: E402
 
@@ -254,7 +260,6 @@ class ServerBytes:
 def upload(cci, client, arr: np.ndarray, sizes: Sizes) -> None:
     """Upload every object the figures need."""
     cci.upload_raw_array("bench/raw", arr, compression=False)
-    cci.upload_raw_array("bench/gzip", arr, compression="gzip")
     stream = arr[: sizes.stream_nbytes // arr.itemsize]
     for i in range(READERS):
         cci.upload_raw_array(f"stream/a{i}", stream, compression=False)
@@ -264,7 +269,7 @@ def upload(cci, client, arr: np.ndarray, sizes: Sizes) -> None:
     keys = [f"lstree/d{d:02d}/arr{i:03d}" for d in range(sizes.ls_dirs) for i in range(sizes.ls_per_dir)]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda key: client.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata=metadata), keys))
-    for key in ("bench/raw", "bench/gzip", *(f"stream/a{i}" for i in range(READERS))):
+    for key in ("bench/raw", *(f"stream/a{i}" for i in range(READERS))):
         size = client.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
         boto3_parallel_get(client, key, size)  # warm-up: rclone checksums an object on its first GET
 
@@ -285,10 +290,10 @@ def run(args: argparse.Namespace, sizes: Sizes, tmp: Path) -> list[Row]:
         cci = cc.get_interface(BUCKET, ACCESS_KEY=server.access_key, SECRET_KEY=server.secret_key,
                                endpoint_url=server.endpoint_url, verbose=False)
         server_bytes = ServerBytes(server.process.pid)
-        print(f"uploading ({arr.nbytes >> 20} MiB array raw and gzip, {READERS} stream arrays, "
+        print(f"uploading ({arr.nbytes >> 20} MiB array, {READERS} stream arrays, "
               f"{sizes.ls_dirs * sizes.ls_per_dir} small arrays) ...", file=sys.stderr)
         upload(cci, client, arr, sizes)
-        raw_path, gzip_path = mnt / "bench/raw.npy", mnt / "bench/gzip.npy"
+        raw_path = mnt / "bench/raw.npy"
 
         def mount(cache_size: str = args.cache_size):
             return mounted(server, mnt, log_path, cache_size)
@@ -321,30 +326,7 @@ def run(args: argparse.Namespace, sizes: Sizes, tmp: Path) -> list[Row]:
         rows.append(Row("  same reads: server bytes / bytes read", f"{amp:.1f}", f"{base_amp:.2f}",
                         f"{amp / base_amp:.1f}x", "<= 16", amp <= 16))
 
-        # gzip: cold np.load vs download_raw_array, then random reads after one full pass
-        print("gzip ...", file=sys.stderr)
-        base, cold = [], []
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            cci.download_raw_array("bench/gzip")
-            base.append(time.perf_counter() - start)
-            with mount():
-                cold.append(timed_np_load(gzip_path, arr))
-                if len(cold) == args.repeat:  # the last mount: random reads after this full pass
-                    drop_page_cache(gzip_path)
-                    lat = timed_preads(gzip_path, offsets + header)
-        t_dl = statistics.median(base)
-        rows.append(Row("cold np.load, gzip (vs download_raw_array)", f"{mb / statistics.median(cold):.0f} MB/s",
-                        f"{mb / t_dl:.0f} MB/s", f"{t_dl / statistics.median(cold):.2f}x", ">= 1.0x",
-                        t_dl / statistics.median(cold) >= 1.0))
-        rows.append(latency_row(f"{len(offsets)} random 64 KiB preads, gzip, after a pass", lat, base_med))
-        # the same with a block cache smaller than the array: reads decode from gzip checkpoints
-        small_cache = f"{max(16, sizes.nbytes // 8 >> 20)}MiB"
-        with mount(small_cache):
-            stream_file(gzip_path)
-            drop_page_cache(gzip_path)
-            lat = timed_preads(gzip_path, offsets[: max(50, len(offsets) // 5)] + header)
-        rows.append(latency_row(f"  same, {small_cache} cache (from checkpoints)", lat, base_med))
+        rows.extend(gzip_rows(args, sizes, server, cci, mount, tmp, base_med))
 
         # ls -lR over the small arrays, cold (fresh mount) and warm
         print("ls -lR ...", file=sys.stderr)
@@ -381,6 +363,56 @@ def run(args: argparse.Namespace, sizes: Sizes, tmp: Path) -> list[Row]:
     return rows
 
 
+def gzip_rows(args: argparse.Namespace, sizes: Sizes, server, cci, mount, tmp: Path, boto3_64k: float) -> list[Row]:
+    """gzip against cottoncandy 0.4.0: one array written by 0.4.0 (gzip level 9, its default).
+
+    Cold ``np.load`` on a fresh mount against 0.4.0's ``download_raw_array``
+    (alternating, so both see the same machine load; ours shown too), then
+    random 64 KiB reads after one pass, and with a block cache too small for
+    the array (reads decode from gzip checkpoints).
+    """
+    old = CC040(cc040_python(args.cc040_python), server, BUCKET, tmp)
+    mib = args.gzip_mib
+    expected = smooth_array(mib)
+    mb = expected.nbytes / 1e6
+    print(f"gzip: 0.4.0 uploads {mib} MiB with its defaults ...", file=sys.stderr)
+    if old.run("upload_raw_array", "bench/gzip040", mib)["sha256"] != hashlib.sha256(expected.tobytes()).hexdigest():
+        raise RuntimeError("0.4.0 made different data than this script (numpy versions differ?)")
+    old.run("download_raw_array", "bench/gzip040")  # warm-up: rclone checksums an object on its first GET
+    path = tmp / "mnt" / "bench/gzip040.npy"
+    rng = np.random.default_rng(2)
+    offsets = rng.integers(0, expected.nbytes - SMALL_READ, sizes.random_reads)
+    t_old, t_ours, t_cold = [], [], []
+    for n in range(args.repeat):
+        t_old.append(old.run("download_raw_array", "bench/gzip040")["seconds"])
+        start = time.perf_counter()
+        cci.download_raw_array("bench/gzip040")
+        t_ours.append(time.perf_counter() - start)
+        with mount():
+            t_cold.append(timed_np_load(path, expected))
+            if n == args.repeat - 1:  # the last mount: random reads after this full pass
+                header = path.stat().st_size - expected.nbytes
+                drop_page_cache(path)
+                after_pass = timed_preads(path, offsets + header)
+    base = statistics.median(t_old)
+    rows = [Row(f"0.4.0 download_raw_array, {mib} MiB float32 written by 0.4.0 (gzip-9)", f"{mb / base:.0f} MB/s",
+                "", "", "", None)]
+    for figure, times, target in (("our download_raw_array, same object", t_ours, None),
+                                  ("cold np.load on the mount, same object", t_cold, 1.5)):
+        t = statistics.median(times)
+        rows.append(Row(figure, f"{mb / t:.0f} MB/s", f"0.4.0 {mb / base:.0f} MB/s", f"{base / t:.2f}x",
+                        f">= {target}x" if target else "", base / t >= target if target else None))
+    rows.append(latency_row(f"{len(offsets)} random 64 KiB preads in it, after a pass", after_pass, boto3_64k))
+    # a block cache smaller than the array: reads decode from gzip checkpoints
+    small_cache = f"{max(16, (mib << 20) // 8 >> 20)}MiB"
+    with mount(small_cache):
+        stream_file(path)
+        drop_page_cache(path)
+        small = timed_preads(path, offsets + header)
+    rows.append(latency_row(f"  same, {small_cache} cache (from checkpoints)", small, boto3_64k, limit_ms=10.0))
+    return rows
+
+
 def throughput_row(figure: str, mb: float, seconds: float, base_seconds: float, target: float) -> Row:
     """A throughput figure against the boto3 parallel ranged GET."""
     ratio = base_seconds / seconds
@@ -395,9 +427,9 @@ def latency_row(figure: str, latencies: list[float], base_median: float, limit_m
                f"<= {limit_ms:g} ms", med * 1e3 <= limit_ms)
 
 
-def print_table(rows: list[Row], title: str) -> None:
-    """Print the table (the only output on stdout)."""
-    headers = ("figure", "value", "boto3 baseline", "ratio", "target", "pass")
+def print_table(rows: list[Row], title: str, baseline: str = "boto3 baseline") -> None:
+    """Print the table (the only output on stdout); ``baseline`` heads the third column."""
+    headers = ("figure", "value", baseline, "ratio", "target", "pass")
     cells = [headers] + [(r.figure, r.value, r.baseline, r.ratio, r.target,
                           "" if r.passed is None else ("pass" if r.passed else "FAIL")) for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -418,12 +450,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mib", type=int, default=256, help="size of the big array in MiB (default 256)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is shown (default 3)")
     parser.add_argument("--cache-size", default="1GiB", help="the mount's --cache-size (default 1GiB)")
+    parser.add_argument("--gzip-mib", type=int, default=128,
+                        help="size of the gzip array, written by cottoncandy 0.4.0, in MiB (default 128)")
+    parser.add_argument("--cc040-python", metavar="PATH",
+                        help="interpreter with cottoncandy 0.4.0 (default: .venv-cc040, created if missing)")
     parser.add_argument("--quick", action="store_true", help="small sizes, one run each: a smoke run")
     add_server_option(parser)
     args = parser.parse_args(argv)
     parse_size(args.cache_size)  # refuse a bad size before starting anything
     if args.quick:
-        args.mib, args.repeat = min(args.mib, 16), 1
+        args.mib, args.gzip_mib, args.repeat = min(args.mib, 16), min(args.gzip_mib, 16), 1
         sizes = Sizes(args.mib << 20, 100, 5, 20, args.mib << 20)
     else:
         sizes = Sizes(args.mib << 20, 1000, 50, 40, args.mib << 20)

@@ -14,6 +14,7 @@ import pytest
 from cottoncandy.codecs import get_codec
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError
 from cottoncandy.fuse.cache import BlockCache
+from cottoncandy.fuse.gzindex import SNAPSHOT_BYTES
 from cottoncandy.fuse.reader import ReadPath
 from cottoncandy.fuse.sources import (DaskArrayFile, InMemoryFile, ObjectBody, RawArrayFile, array_header,
                                       file_size)
@@ -306,13 +307,28 @@ def test_gzip_random_read_resumes_from_checkpoint(backend):
         assert 0 < fetched < source.body_size // 4
 
 
-def test_gzip_checkpoints_are_bounded(backend):
+@pytest.mark.parametrize("bound", ["count", "bytes"])
+def test_gzip_checkpoints_are_bounded(backend, bound):
     arr = compressible(1 << 20, seed=4)
     source = put_array(backend, "gz/bounded", arr, "gzip")
-    with ReadPath(backend, block_size=4096, gzip_block_size=4096, max_checkpoints=20) as rp:
+    limit = {"max_checkpoints": 20} if bound == "count" else {"gzip_index_bytes": 20 * SNAPSHOT_BYTES}
+    with ReadPath(backend, block_size=4096, gzip_block_size=4096, **limit) as rp:
         assert read_all(rp.open(source), chunk=50_000) == npy_bytes(arr)
         assert rp.wait_idle(DEADLINE)
         assert 0 < rp.gzip_index.stats().checkpoints <= 20
+
+
+def test_gzip_index_budget_is_part_of_the_cache_budget(backend):
+    with ReadPath(backend, cache_bytes=32 << 20) as small, ReadPath(backend, cache_bytes=4 << 30) as large:
+        for rp, budget in ((small, 32 << 20), (large, 4 << 30)):
+            assert rp.cache.capacity + rp.gzip_index.max_checkpoints * SNAPSHOT_BYTES <= budget
+            assert rp.gzip_index.max_checkpoints >= 100
+    with ReadPath(backend, cache_bytes=64 << 10) as tiny:  # no room for one snapshot: no checkpoints, still reads
+        arr = compressible(100_000, seed=6)
+        assert read_all(tiny.open(put_array(backend, "gz/tiny", arr, "gzip"))) == npy_bytes(arr)
+        assert tiny.gzip_index.stats().checkpoints == 0
+    with pytest.raises(ValueError, match="gzip_index_bytes"):
+        ReadPath(backend, cache_bytes=1 << 20, gzip_index_bytes=1 << 20)
 
 
 # -- read-ahead ---------------------------------------------------------------------------
@@ -597,7 +613,9 @@ def test_checkpoint_bound_shared_by_objects_read_concurrently(backend):
     arrays = {f"gzc/{i}": compressible(256 << 10, seed=20 + i) for i in range(3)}
     sources = {k: put_array(backend, k, a, "gzip") for k, a in arrays.items()}
     expected = {k: npy_bytes(a) for k, a in arrays.items()}
-    with ReadPath(backend, block_size=4096, gzip_block_size=4096, cache_bytes=64 << 10, max_checkpoints=10) as rp:
+    index_bytes = 20 * SNAPSHOT_BYTES  # room for more than the bound of 10
+    with ReadPath(backend, block_size=4096, gzip_block_size=4096, cache_bytes=(64 << 10) + index_bytes,
+                  gzip_index_bytes=index_bytes, max_checkpoints=10) as rp:
         files = {k: rp.open(s) for k, s in sources.items()}
         errors = []
 
@@ -615,4 +633,4 @@ def test_checkpoint_bound_shared_by_objects_read_concurrently(backend):
         run_workers(worker, range(6))
         assert not errors
         assert rp.wait_idle(DEADLINE)
-        assert rp.gzip_index.stats().checkpoints <= 10
+        assert 0 < rp.gzip_index.stats().checkpoints <= 10

@@ -297,8 +297,8 @@ def build_parser() -> MountArgumentParser:
                         "empty, with a warning (default: the whole bucket)")
     parser.add_argument("--backend", choices=("s3", "local"), default="s3", help="storage backend (default: %(default)s)")
     parser.add_argument("--cache-size", type=parse_size, default="1GiB", metavar="SIZE",
-                        help="memory for cached decoded blocks: at least two blocks, at most the machine's "
-                        "memory (default: %(default)s)")
+                        help="memory for cached decoded blocks and gzip checkpoints (these get a quarter, "
+                        "at most 64 MiB): at least two blocks, at most the machine's memory (default: %(default)s)")
     parser.add_argument("--block-size", type=block_size, default="8MiB", metavar="SIZE",
                         help=f"size of a cached block and of one ranged GET, {format_size(MIN_BLOCK_SIZE)} to "
                         f"{format_size(MAX_BLOCK_SIZE)} (default: %(default)s)")

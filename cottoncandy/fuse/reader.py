@@ -28,7 +28,8 @@ from ..metadata import ArrayMeta
 from .blocks import BlockStream, CodecStream, EmptyStream, ObjectLocks, ReadContext, StoredStream
 from .cache import BlockCache
 from .daskstream import DaskStream
-from .gzstream import GzipIndex, GzipStream
+from .gzindex import GzipIndex
+from .gzstream import GzipStream
 from .sources import DaskArrayFile, InMemoryFile, ObjectBody, RawArrayFile, Source, array_header, file_size
 
 __all__ = ["ReadPath", "OpenFile", "file_size"]
@@ -144,7 +145,9 @@ class ReadPath:
     ----------
     backend : StorageBackend
     cache_bytes : int
-        Bound of the block cache shared by all open files.
+        Memory budget of the block cache shared by all open files and of the
+        gzip checkpoint index: the index gets ``gzip_index_bytes`` of it, the
+        blocks the rest.
     block_size : int
         Block size for stored bodies, numcodecs bodies and dask files.
     max_workers : int
@@ -157,8 +160,15 @@ class ReadPath:
     checkpoint_interval : int, optional
         Decoded bytes between gzip checkpoints (multiple of ``gzip_block_size``;
         default: every gzip block).
-    max_checkpoints : int
-        Bound on gzip snapshots held (about 37 KiB each).
+    gzip_index_bytes : int, optional
+        Part of ``cache_bytes`` for gzip checkpoints (:data:`~cottoncandy.fuse.gzindex.SNAPSHOT_BYTES`
+        each); default a quarter, at most 64 MiB (1,560 checkpoints: 1.5 GB of
+        gzip data at one per MiB; beyond, their spacing doubles): when the
+        blocks cannot hold a gzip file, random reads decode from checkpoints,
+        and the closer they are the less each read decodes. Less than one
+        snapshot: no checkpoints (a random read decodes from byte 0).
+    max_checkpoints : int, optional
+        A tighter bound on the number of gzip checkpoints.
     max_readahead_blocks : int
         Largest read-ahead window, in blocks (0 disables read-ahead).
     random_read_size : int
@@ -168,15 +178,22 @@ class ReadPath:
 
     def __init__(self, backend: StorageBackend, cache_bytes: int = 1 << 30, block_size: int = 8 << 20,
                  max_workers: int = 8, *, gzip_block_size: int | None = None,
-                 checkpoint_interval: int | None = None, max_checkpoints: int = 2048,
-                 max_readahead_blocks: int = 8, random_read_size: int = 512 << 10):
+                 checkpoint_interval: int | None = None, gzip_index_bytes: int | None = None,
+                 max_checkpoints: int | None = None, max_readahead_blocks: int = 8,
+                 random_read_size: int = 512 << 10):
         if block_size <= 0 or max_workers <= 0:
             raise ValueError("block_size and max_workers must be positive")
+        if gzip_index_bytes is None:
+            gzip_index_bytes = min(cache_bytes // 4, 64 << 20)
+        if not 0 <= gzip_index_bytes < cache_bytes:
+            raise ValueError(f"gzip_index_bytes must be at least 0 and less than the {cache_bytes} "
+                             f"bytes of cache, not {gzip_index_bytes}")
         self.backend = backend
-        self.cache = BlockCache(cache_bytes)
+        self.cache = BlockCache(cache_bytes - gzip_index_bytes)
         self.block_size = block_size
         self.gzip_block_size = gzip_block_size or min(block_size, 1 << 20)
-        self.gzip_index = GzipIndex(checkpoint_interval or self.gzip_block_size, max_checkpoints)
+        self.gzip_index = GzipIndex(checkpoint_interval or self.gzip_block_size, gzip_index_bytes,
+                                    max_checkpoints)
         self.max_readahead_blocks = max_readahead_blocks
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="cc-read")
         self._io_executor = ThreadPoolExecutor(max_workers=max(2, max_workers // 2), thread_name_prefix="cc-fetch")
