@@ -19,15 +19,20 @@ import threading
 import weakref
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Hashable, TypeVar
 
 from ..backends.base import StorageBackend
 from ..errors import ArrayFormatError, CottonCandyError, StorageError
 from .cache import BlockCache
 
+if TYPE_CHECKING:
+    from ..codecs import Codec
+
 __all__ = ["ReadContext", "ObjectLocks", "BlockStream", "StoredStream", "CodecStream", "EmptyStream"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class _LockBox:
@@ -43,7 +48,7 @@ class ObjectLocks:
     """One lock per object version, alive while any stream holds it."""
 
     def __init__(self) -> None:
-        self._boxes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._boxes: weakref.WeakValueDictionary[tuple[str, str], _LockBox] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
 
     def get(self, key: str, etag: str) -> _LockBox:
@@ -86,7 +91,7 @@ class ReadContext:
             return
         future.add_done_callback(self._task_done)
 
-    def submit_io(self, fn: Callable[..., object], *args: object) -> Future | None:
+    def submit_io(self, fn: Callable[..., _T], *args: object) -> Future[_T] | None:
         """Run the pure fetch ``fn(*args)`` on ``io_executor``; ``None`` if there is none (or it is closed).
 
         The caller collects the result (or the exception) from the future;
@@ -104,11 +109,11 @@ class ReadContext:
         future.add_done_callback(self._io_done)
         return future
 
-    def _io_done(self, future: Future) -> None:
+    def _io_done(self, future: Future[Any]) -> None:
         # the submitter reads the outcome; only the count matters here
         self._task_done(None)
 
-    def _task_done(self, future: Future | None) -> None:
+    def _task_done(self, future: Future[Any] | None) -> None:
         if future is not None and not future.cancelled():
             exc = future.exception()
             if exc is not None:
@@ -297,7 +302,7 @@ class CodecStream(BlockStream):
     codec : cottoncandy.codecs.Codec
     """
 
-    def __init__(self, ctx: ReadContext, key: str, etag: str, body_size: int, nbytes: int, codec) -> None:
+    def __init__(self, ctx: ReadContext, key: str, etag: str, body_size: int, nbytes: int, codec: Codec) -> None:
         super().__init__(ctx, key, etag, nbytes, ctx.block_size)
         self.body_size = body_size
         self.codec = codec

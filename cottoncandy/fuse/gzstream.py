@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from typing import Hashable
+from typing import Any, Hashable
 
 from ..errors import ArrayFormatError
 from ..gzipcodec import GZIP_WBITS, decode_errors, inflate_library
@@ -56,13 +56,13 @@ class _Cursor:
 
     __slots__ = ("dobj", "in_pos", "pending", "out_off", "streaming", "ahead")
 
-    def __init__(self, dobj, in_pos: int, out_off: int):
+    def __init__(self, dobj: Any, in_pos: int, out_off: int):
         self.dobj = dobj
         self.in_pos = in_pos
         self.pending = b""
         self.out_off = out_off
         self.streaming = False
-        self.ahead: Future | None = None
+        self.ahead: Future[bytes] | None = None
 
     @property
     def consumed(self) -> int:
@@ -158,7 +158,7 @@ class GzipStream(BlockStream):
         """The live cursor if it is at or before ``target`` and no checkpoint is nearer, else :meth:`_from_checkpoint`."""
         i = st.best(target)
         ck_off = st.offsets[i] if i >= 0 else 0
-        cur = st.cursor
+        cur: _Cursor | None = st.cursor
         if cur is not None and ck_off <= cur.out_off <= target:
             st.cursor = None
             self.index.count("cursor_resumes")

@@ -27,6 +27,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 LOG_MAX_BYTES = 10 << 20
 LOG_BACKUPS = 2
@@ -46,7 +47,7 @@ def default_log_path(mountpoint: str) -> Path:
     return Path(state) / "cottoncandy" / f"{name}.log"
 
 
-def open_for_child(path: str | Path):
+def open_for_child(path: str | Path) -> BinaryIO:
     """Open (creating its directory) the file the background process's stdout and stderr go to."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return open(path, "ab")  # noqa: SIM115 - handed to subprocess.Popen, closed by the caller

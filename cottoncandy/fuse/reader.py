@@ -251,7 +251,8 @@ class ReadPath:
         ra = self.max_readahead_blocks
         slack = 2 * self.block_size  # also for gzip's smaller blocks: the kernel's disorder is the same
         if isinstance(source, ObjectBody):
-            stream = StoredStream(self.ctx, source.key, source.etag, source.size, short_error=StorageError)
+            stream: BlockStream = StoredStream(self.ctx, source.key, source.etag, source.size,
+                                               short_error=StorageError)
             return OpenFile(source.key, b"", stream, readahead_blocks=ra, slack=slack)
         if isinstance(source, RawArrayFile):
             stream = self.array_stream(source.key, source.etag, source.body_size, source.meta)
