@@ -70,11 +70,11 @@ class Classifier:
         name, key, mtime = basename(info.key), info.key, info.last_modified
         if not is_array_metadata(info.metadata):
             return ObjectFile(name=name, key=key, mtime=mtime, size=info.size, info=info,
-                              body=ObjectBody(key, info.etag, info.size))
+                              file=ObjectBody(key, info.etag, info.size))
         name = array_name(name)
         try:
             array = RawArrayFile(key, info.etag, info.size, ArrayMeta.from_metadata(info.metadata or {}, key))
-            return RawArrayEntry(name=name, key=key, mtime=mtime, size=array.known_size, info=info, array=array)
+            return RawArrayEntry(name=name, key=key, mtime=mtime, size=array.known_size, info=info, file=array)
         except CottonCandyError as exc:
             return BrokenEntry(name=name, key=key, mtime=mtime, size=0, info=info, error=exc)
 
@@ -101,7 +101,7 @@ class Classifier:
             if isinstance(manifest, DaskManifest):
                 array = DaskArrayFile(manifest, etag=info.etag)
                 return DaskArrayEntry(name=stem + DaskArrayEntry.extension, key=key, mtime=mtime,
-                                      size=array.known_size, info=info, array=array)
+                                      size=array.known_size, info=info, file=array)
         except CottonCandyError as exc:  # it claims to be an array but is not a valid one: EIO on open
             claimed = DaskArrayEntry if data is not None and is_dask_manifest(data) else SparseMatrixEntry
             if claimed is SparseMatrixEntry and not self.sparse_files:
@@ -109,7 +109,7 @@ class Classifier:
             return BrokenEntry(name=stem + claimed.extension, key=key, mtime=mtime, size=0, info=info, error=exc)
         if isinstance(manifest, SparseManifest) and self.sparse_files:
             return SparseMatrixEntry(name=stem + SparseMatrixEntry.extension, key=key, mtime=mtime, size=None,
-                                     info=info, matrix=SparseMatrixFile(manifest, info.etag))
+                                     info=info, file=SparseMatrixFile(manifest, info.etag))
         return None
 
     # -- a directory --------------------------------------------------------

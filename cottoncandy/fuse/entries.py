@@ -10,9 +10,9 @@
 * :class:`BrokenEntry` -- an array whose metadata cannot be used: its file
   answers ``EIO`` when opened.
 
-A file entry carries its :mod:`source <cottoncandy.fuse.sources>`, the
-descriptor the read path opens, built once when the entry is made (the tree
-adds the HEADs of a dask or sparse file's parts when it is opened). Each class
+A file entry carries its ``file``, the :mod:`descriptor <cottoncandy.fuse.sources>`
+the read path opens, built once when the entry is made (the tree adds the
+HEADs of a dask or sparse file's parts when it is opened). Each class
 knows its extended attributes and how it is named when it loses a name
 collision (see :mod:`cottoncandy.fuse.names`). Entries are immutable: FUSE
 threads share them, and a refresh replaces them.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from ..backends.base import ObjectInfo
 from ..metadata import stored_shape
@@ -32,6 +32,7 @@ from .sources import DaskArrayFile, ObjectBody, RawArrayFile, Source, SparseMatr
 NPY, NPZ = ".npy", ".npz"
 
 _E = TypeVar("_E", bound="Entry")
+_S = TypeVar("_S", bound=Source)
 
 
 class Kind(enum.Enum):
@@ -161,18 +162,31 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ObjectFile(FileEntry):
+class ReadableEntry(FileEntry, Generic[_S]):
+    """A file whose descriptor is known when it is listed.
+
+    Attributes
+    ----------
+    file : descriptor
+        What the read path opens (without its parts, for dask and sparse files:
+        the tree adds their HEADs at open).
+    """
+
+    file: _S
+
+    def source(self) -> _S:
+        """The descriptor."""
+        return self.file
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObjectFile(ReadableEntry[ObjectBody]):
     """A plain object: its own name, bytes and size."""
 
-    body: ObjectBody
     kind = Kind.OBJECT
     mark = "object"
     rank = 1
     extension = ""
-
-    def source(self) -> ObjectBody:
-        """The body as stored."""
-        return self.body
 
     def marked_name(self) -> str:
         """``<name>~object``: an object's name has no extension of ours."""
@@ -180,17 +194,12 @@ class ObjectFile(FileEntry):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RawArrayEntry(FileEntry):
+class RawArrayEntry(ReadableEntry[RawArrayFile]):
     """A raw array, shown as ``<name>.npy``."""
 
-    array: RawArrayFile
     kind = Kind.RAW
     mark = "array"
     rank = 2
-
-    def source(self) -> RawArrayFile:
-        """The array's header and decoded body."""
-        return self.array
 
     def xattrs(self) -> dict[str, str]:
         """Key, and dtype, shape and compression as stored."""
@@ -198,41 +207,31 @@ class RawArrayEntry(FileEntry):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DaskArrayEntry(FileEntry):
+class DaskArrayEntry(ReadableEntry[DaskArrayFile]):
     """A dask array prefix, shown as one ``<name>.npy``."""
 
-    array: DaskArrayFile
     kind = Kind.DASK
     mark = "dask"
     rank = 3
 
-    def source(self) -> DaskArrayFile:
-        """The manifest (the parts' HEADs are added at open)."""
-        return self.array
-
     def xattrs(self) -> dict[str, str]:
         """Key, and the manifest's dtype and shape."""
-        manifest = self.array.manifest
+        manifest = self.file.manifest
         return {"key": self.key, "dtype": manifest.dtype.str, "shape": _shape_text(manifest.shape)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SparseMatrixEntry(FileEntry):
+class SparseMatrixEntry(ReadableEntry[SparseMatrixFile]):
     """A sparse matrix prefix, shown as ``<name>.npz``."""
 
-    matrix: SparseMatrixFile
     kind = Kind.SPARSE
     mark = "sparse"
     rank = 4
     extension = NPZ
 
-    def source(self) -> SparseMatrixFile:
-        """The manifest (the attribute arrays' HEADs are added at open)."""
-        return self.matrix
-
     def xattrs(self) -> dict[str, str]:
         """Key, and the matrix's shape."""
-        return {"key": self.key, "shape": _shape_text(self.matrix.manifest.shape)}
+        return {"key": self.key, "shape": _shape_text(self.file.manifest.shape)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,7 @@ Nothing here does I/O.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 from collections.abc import Mapping, Sequence
@@ -139,8 +140,8 @@ def assemble_sparse(manifest: SparseManifest, arrays: Mapping[str, np.ndarray]) 
 def chunk_range(manifest: DaskManifest, axis: int, lo: int, hi: int) -> range:
     """Chunk indices along ``axis`` that meet elements ``[lo, hi)`` (may include empty chunks)."""
     offsets = manifest.offsets(axis)
-    first = int(np.searchsorted(offsets, lo, side="right")) - 1
-    last = int(np.searchsorted(offsets, hi, side="left"))
+    first = bisect.bisect_right(offsets, lo) - 1
+    last = bisect.bisect_left(offsets, hi)
     return range(max(first, 0), min(last, len(offsets) - 1))
 
 
