@@ -21,6 +21,8 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Hashable, TypeVar
 
+from typing_extensions import override
+
 from ..backends.base import StorageBackend
 from ..errors import ArrayFormatError, CottonCandyError, StorageError
 from .cache import BlockCache
@@ -230,6 +232,7 @@ class EmptyStream(BlockStream):
     def __init__(self, ctx: ReadContext, key: str, etag: str):
         super().__init__(ctx, key, etag, 0, ctx.block_size)
 
+    @override
     def _load_block(self, index: int) -> bytes:  # pragma: no cover - never called
         return b""
 
@@ -253,6 +256,7 @@ class StoredStream(BlockStream):
         super().__init__(ctx, key, etag, size, ctx.block_size)
         self._short_error = short_error
 
+    @override
     def read(self, offset: int, length: int, random: bool = False) -> bytes:
         """As :meth:`BlockStream.read`; a random reader's misses fetch only ``random_read_size`` pieces.
 
@@ -276,6 +280,7 @@ class StoredStream(BlockStream):
         return self.ctx.cache.get_or_load((self.key, self.etag, "piece", piece, index),
                                           lambda: self._fetch(start, end), end - start)
 
+    @override
     def _load_block(self, index: int) -> bytes:
         return self._fetch(*self.block_span(index))
 
@@ -308,13 +313,16 @@ class CodecStream(BlockStream):
         self.codec = codec
         self._box = ctx.locks.get(key, etag)
 
+    @override
     def block_key(self, index: int) -> Hashable:  # noqa: D102
         return (self.key, self.etag, "decoded", index)
 
+    @override
     def _schedule(self, indices: list[int]) -> None:
         # one decode yields every block: load the first, the rest follow
         self.ctx.submit(self.block, indices[0])
 
+    @override
     def _load_block(self, index: int) -> bytes:
         with self._box.lock:
             held = self.ctx.cache.peek(self.block_key(index))

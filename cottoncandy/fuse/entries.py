@@ -24,6 +24,8 @@ import enum
 from dataclasses import dataclass, replace
 from typing import ClassVar, Generic, TypeVar
 
+from typing_extensions import override
+
 from ..backends.base import ObjectInfo
 from ..metadata import stored_shape
 from .pending_core import stored_compression
@@ -96,6 +98,7 @@ class Directory(Entry):
     rank = 0
     is_dir = True
 
+    @override
     def xattrs(self) -> dict[str, str]:
         """The prefix, with its ``/``; the bucket root has none."""
         return {"key": self.key + "/"} if self.key else {}
@@ -174,6 +177,7 @@ class ReadableEntry(FileEntry, Generic[_S]):
 
     file: _S
 
+    @override
     def source(self) -> _S:
         """The descriptor."""
         return self.file
@@ -188,6 +192,7 @@ class ObjectFile(ReadableEntry[ObjectBody]):
     rank = 1
     extension = ""
 
+    @override
     def marked_name(self) -> str:
         """``<name>~object``: an object's name has no extension of ours."""
         return self.name + "~object"
@@ -201,6 +206,7 @@ class RawArrayEntry(ReadableEntry[RawArrayFile]):
     mark = "array"
     rank = 2
 
+    @override
     def xattrs(self) -> dict[str, str]:
         """Key, and dtype, shape and compression as stored."""
         return {"key": self.key, **_array_xattrs(self.metadata)}
@@ -214,6 +220,7 @@ class DaskArrayEntry(ReadableEntry[DaskArrayFile]):
     mark = "dask"
     rank = 3
 
+    @override
     def xattrs(self) -> dict[str, str]:
         """Key, and the manifest's dtype and shape."""
         manifest = self.file.manifest
@@ -229,6 +236,7 @@ class SparseMatrixEntry(ReadableEntry[SparseMatrixFile]):
     rank = 4
     extension = NPZ
 
+    @override
     def xattrs(self) -> dict[str, str]:
         """Key, and the matrix's shape."""
         return {"key": self.key, "shape": _shape_text(self.file.manifest.shape)}
@@ -249,10 +257,12 @@ class BrokenEntry(FileEntry):
     mark = "array"
     rank = 2
 
+    @override
     def source(self) -> Source:
         """Never: raises the reason the entry is broken."""
         raise self.error
 
+    @override
     def xattrs(self) -> dict[str, str]:
         """Key, and what the metadata says, when it says anything."""
         metadata = self.metadata

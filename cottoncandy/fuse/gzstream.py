@@ -30,6 +30,8 @@ import logging
 from concurrent.futures import Future
 from typing import Any, Hashable
 
+from typing_extensions import override
+
 from ..errors import ArrayFormatError
 from ..gzipcodec import GZIP_WBITS, decode_errors, inflate_library
 from .blocks import BlockStream, ReadContext
@@ -96,9 +98,11 @@ class GzipStream(BlockStream):
         self._decode_errors = decode_errors()  # snapshots of another stream may come from another library
         log.debug("%s: gzip body decoded with %s", key, self._library.name)
 
+    @override
     def block_key(self, index: int) -> Hashable:  # noqa: D102
         return (self.key, self.etag, "decoded", index)
 
+    @override
     def _schedule(self, indices: list[int]) -> None:
         # one task decodes the run in order: each block continues from the previous one's cursor
         self.ctx.submit(self._load_run, indices)
@@ -107,6 +111,7 @@ class GzipStream(BlockStream):
         for index in indices:
             self.block(index)
 
+    @override
     def read(self, offset: int, length: int, random: bool = False) -> bytes:
         """As :meth:`BlockStream.read`; a random reader's miss in a body bigger than the cache decodes only its span.
 
@@ -146,6 +151,7 @@ class GzipStream(BlockStream):
     def _error(self, what: str) -> ArrayFormatError:
         return ArrayFormatError(f"{self.key}: gzip body {what}", self.key)
 
+    @override
     def _load_block(self, index: int) -> bytes:
         st = self.index.state(self.key, self.etag)
         with st.lock:

@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
+from typing_extensions import override
+
 LOG_MAX_BYTES = 10 << 20
 LOG_BACKUPS = 2
 #: ``{prog}`` is the program's name.
@@ -64,6 +66,7 @@ class RotatingStdioLog(logging.handlers.RotatingFileHandler):
         super().__init__(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
         self._hold_stdio()
 
+    @override
     def doRollover(self) -> None:
         super().doRollover()
         self._hold_stdio()

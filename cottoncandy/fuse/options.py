@@ -28,6 +28,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from typing_extensions import override
+
 from .. import __version__
 from .mountlog import LOG_BACKUPS, LOG_MAX_BYTES
 
@@ -166,10 +168,12 @@ def split_mount_options(text: str) -> list[str]:
 class MountArgumentParser(argparse.ArgumentParser):
     """An argparse parser that also reads ``-o`` mount options and reports mistakes in one line."""
 
+    @override
     def error(self, message: str) -> NoReturn:
         """Print ``cottoncandy-mount: <message>`` (one line, no usage dump) and exit with status 2."""
         self.exit(USAGE_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
+    @override
     def parse_known_args(  # type: ignore[override]  # typeshed's overloads only narrow the namespace's type
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:

@@ -17,6 +17,8 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar, Union
 
+from typing_extensions import override
+
 from ..backends.base import ObjectInfo
 from ..manifests import DaskManifest, SparseManifest
 from ..metadata import ArrayMeta
@@ -148,10 +150,12 @@ class DaskArrayFile(PartedFile):
         """Changes whenever the manifest or a part changes."""
         return ("dask", self.manifest.key, self.etag, self._parts_version())
 
+    @override
     def part_keys(self) -> frozenset[str]:
         """Keys of the parts of non-empty chunks."""
         return frozenset(self.manifest.nonempty_parts().values())
 
+    @override
     def with_parts(self, parts: Mapping[str, ObjectInfo]) -> DaskArrayFile:
         """This file with the HEADs of its parts."""
         return replace(self, parts=dict(parts))
@@ -187,6 +191,7 @@ class SparseMatrixFile(PartedFile):
         """Changes whenever the manifest or an attribute array changes."""
         return ("sparse", self.manifest.key, self.etag, self._parts_version())
 
+    @override
     def part_keys(self) -> frozenset[str]:
         """Keys of the attribute arrays the matrix type needs.
 
@@ -197,6 +202,7 @@ class SparseMatrixFile(PartedFile):
         """
         return frozenset(sparse_part_keys(self.manifest).values())
 
+    @override
     def with_parts(self, parts: Mapping[str, ObjectInfo]) -> SparseMatrixFile:
         """This file with the HEADs of its attribute arrays."""
         return replace(self, parts=dict(parts))
