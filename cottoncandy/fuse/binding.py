@@ -144,7 +144,7 @@ def fuse_class() -> type:
     mfusepy = load_mfusepy()
     base: Any = mfusepy.FUSE
 
-    class PlusFUSE(base):  # type: ignore[misc]  # subclassing Any: mfusepy is loaded at run time, untyped
+    class PlusFUSE(base):  # type: ignore[misc, unused-ignore]  # --strict: subclassing Any (mfusepy is untyped)
         def opendir(self, path: bytes, fip: Any) -> int:
             return self.operations.opendir(path.decode(self.encoding, self.errors), fip.contents) or 0
 
