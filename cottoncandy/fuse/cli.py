@@ -131,7 +131,10 @@ def open_backend(args: argparse.Namespace, quick: bool = False) -> tuple[Storage
         backend = make_backend(args.bucket, args.backend, endpoint_url=args.endpoint_url, profile=args.profile,
                                region=args.region, force_bucket_creation=False, **settings)
         if args.backend == "s3":
-            where = getattr(backend, "credentials").endpoint_url or "AWS S3"  # an S3Backend's
+            from ..backends.s3 import S3Backend  # make_backend loaded it
+
+            if isinstance(backend, S3Backend):
+                where = backend.credentials.endpoint_url or "AWS S3"
         listing = backend.check_access(args.prefix)
     except BucketNotFoundError as exc:
         if args.backend != "local":

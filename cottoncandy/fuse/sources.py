@@ -13,6 +13,7 @@ the manifest names, whose HEADs the tree gathers only when the file is opened
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar, Union
@@ -117,8 +118,12 @@ class PartedFile:
         """This file with the HEADs of its parts."""
         raise NotImplementedError
 
-    def _parts_version(self) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted((key, info.etag) for key, info in self.parts.items()))
+    def _parts_version(self) -> bytes:
+        """A digest of the parts' keys and ETags (a dask array may have thousands)."""
+        digest = hashlib.blake2b(digest_size=16)
+        for key, info in sorted(self.parts.items()):
+            digest.update(f"{key}\0{info.etag}\0".encode("utf-8", "surrogateescape"))
+        return digest.digest()
 
 
 @dataclass(frozen=True)
