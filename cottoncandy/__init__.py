@@ -102,7 +102,7 @@ def get_interface(
     """
     import logging
 
-    from .connect import make_backend
+    from .backends.connect import make_backend
     from .interface import Interface
 
     store = make_backend(

@@ -18,13 +18,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import arrayio, listing, objectio
 from .backends import legacy
 from .backends.base import StorageBackend
-from .codecs import DEFAULT_COMPRESSION
 from .errors import ObjectNotFoundError
+from .format.codecs import DEFAULT_COMPRESSION
 from .paths import has_magic, normalize_key, normalize_prefix
-from .progress import ProgressArg
+from .transfer import arrayio, listing, objectio
+from .transfer.progress import ProgressArg
 
 logger = logging.getLogger(__name__)
 
@@ -366,57 +366,57 @@ class Interface:
     def upload_dask_array(self, object_name: str, arr: Any, axis: int | None = -1, buffersize: int | None = None,
                           threads: int | None = None, progress: ProgressArg = None, **metakwargs: str) -> None:
         """Store a numpy or dask array as chunks ``<name>/pt0000...`` plus ``<name>/metadata.json``."""
-        from . import dask_arrays
+        from .extensions import dask_arrays
 
         dask_arrays.upload_dask_array(self, normalize_key(object_name), arr, axis, buffersize,
                                       self._progress(progress), objectio.string_metadata(metakwargs))
 
     def download_dask_array(self, object_name: str, dask_name: str = "array", threads: int | None = None):
         """Open a stored dask array lazily: only the chunks a computation touches are downloaded."""
-        from . import dask_arrays
+        from .extensions import dask_arrays
 
         return dask_arrays.download_dask_array(self, normalize_key(object_name), dask_name)
 
     def open_dask_array(self, object_name: str, chunks: Any = "auto"):
         """Open an uncompressed raw array lazily as a dask array whose chunks are ranged GETs."""
-        from . import dask_arrays
+        from .extensions import dask_arrays
 
         return dask_arrays.open_dask_array(self, normalize_key(object_name), chunks)
 
     def upload_sparse_array(self, object_name: str, arr: Any, threads: int | None = None) -> None:
         """Store a scipy.sparse matrix (csr, csc, coo, bsr, dia; others as csr)."""
-        from . import sparse_arrays
+        from .extensions import sparse_arrays
 
         sparse_arrays.upload_sparse_array(self, normalize_key(object_name), arr)
 
     def download_sparse_array(self, object_name: str, threads: int | None = None):
         """Load a scipy.sparse matrix stored by :meth:`upload_sparse_array`."""
-        from . import sparse_arrays
+        from .extensions import sparse_arrays
 
         return sparse_arrays.download_sparse_array(self, normalize_key(object_name))
 
     def dict2cloud(self, object_name: str, array_dict: Mapping[str, Any], acl: str | None = None,
                    verbose: bool = True, threads: int | None = None, **metadata: str) -> None:
         """Store a (nested) dict of arrays: one raw array per leaf, sub-dicts as sub-directories."""
-        from . import groups
+        from .extensions import groups
 
         groups.dict2cloud(self, normalize_key(object_name), array_dict, objectio.string_metadata(metadata))
 
     def cloud2dict(self, object_root: str, verbose: bool = True, keys: Any = None, threads: int | None = None,
                    **metadata: str) -> dict:
         """Load a directory of raw arrays as a nested dict (only ``keys`` if given)."""
-        from . import groups
+        from .extensions import groups
 
         return groups.cloud2dict(self, normalize_key(object_root), keys)
 
     def cloud2dataset(self, object_root: str, **metadata: str):
         """A browser object rooted at ``object_root``."""
-        from . import browser
+        from .extensions import browser
 
         return browser.make_browser(self, normalize_key(object_root, allow_empty=True))
 
     def get_browser(self):
         """A tab-completion browser rooted at the bucket root."""
-        from . import browser
+        from .extensions import browser
 
         return browser.make_browser(self, "")

@@ -68,8 +68,8 @@ from tests.mountutil import mount_env, processes_using, reap, unmount  # noqa: E
 from tests.servers import add_server_option, find_executable, start_server  # noqa: E402
 
 import cottoncandy as cc  # noqa: E402
+from cottoncandy.format.metadata import ArrayMeta  # noqa: E402
 from cottoncandy.fuse.cli import parse_size  # noqa: E402
-from cottoncandy.metadata import ArrayMeta  # noqa: E402
 
 BUCKET = "benchmount"
 PART = 8 << 20  # boto3 baseline: 8 parallel 8 MiB ranged GETs

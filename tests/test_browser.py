@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import cottoncandy
-from cottoncandy.browser import Directory, Group, ObjectNode, attribute_name
+from cottoncandy.extensions.browser import Directory, Group, ObjectNode, attribute_name
 from cottoncandy.interface import Interface
 
 from .golden import GOLDEN_DIR, MANIFEST

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import cottoncandy as cc
-from cottoncandy.arrays import encode_array
-from cottoncandy.codecs import DEFAULT_COMPRESSION
+from cottoncandy.format.arrays import encode_array
+from cottoncandy.format.codecs import DEFAULT_COMPRESSION
 from cottoncandy.interface import Interface
 from tests.home040 import make_home
 

@@ -14,8 +14,8 @@ import pytest
 import dask.array as da
 
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError  # noqa: E402
+from cottoncandy.extensions.lazy_sources import box_index  # noqa: E402
 from cottoncandy.interface import Interface  # noqa: E402
-from cottoncandy.lazy_sources import box_index  # noqa: E402
 
 from .golden import GOLDEN_DIR as GOLDEN  # noqa: E402
 from .golden import MANIFEST  # noqa: E402

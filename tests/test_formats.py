@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cottoncandy import codecs
-from cottoncandy.arrays import (
+from cottoncandy.errors import ArrayFormatError, UnknownCodecError, UnsupportedArrayError
+from cottoncandy.format import codecs
+from cottoncandy.format.arrays import (
     byte_view,
     decode_array,
     decode_array_into,
@@ -27,10 +28,9 @@ from cottoncandy.arrays import (
     encode_array,
     finish_array,
 )
-from cottoncandy.codecs import DEFAULT_COMPRESSION, codec_for_size, get_codec, normalize_compression
-from cottoncandy.errors import ArrayFormatError, UnknownCodecError, UnsupportedArrayError
-from cottoncandy.metadata import ArrayMeta, is_array_metadata
-from cottoncandy.npyheader import npy_file_size, npy_header
+from cottoncandy.format.codecs import DEFAULT_COMPRESSION, codec_for_size, get_codec, normalize_compression
+from cottoncandy.format.metadata import ArrayMeta, is_array_metadata
+from cottoncandy.format.npyheader import npy_file_size, npy_header
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "cottoncandy-0.4.0"
 CODECS = [None, "gzip", "Zstd", "LZ4", "Blosc", "Zlib", "BZ2", "LZMA"]

@@ -20,13 +20,13 @@ import zlib
 import numpy as np
 import pytest
 
-from cottoncandy import arrayio, bodyranges
-from cottoncandy.codecs import get_codec
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError
+from cottoncandy.format.codecs import get_codec
+from cottoncandy.format.gzipcodec import LIBRARY_ENV, deflate_library, inflate_library
+from cottoncandy.format.metadata import ArrayMeta
 from cottoncandy.fuse.reader import ReadPath
-from cottoncandy.gzipcodec import LIBRARY_ENV, deflate_library, inflate_library
 from cottoncandy.interface import Interface
-from cottoncandy.metadata import ArrayMeta
+from cottoncandy.transfer import arrayio, bodyranges
 
 from .golden import GOLDEN_DIR
 from .servers import iter_local_layout
@@ -150,7 +150,7 @@ def test_missing_fast_libraries_fall_back(monkeypatch):
     """With isal and zlib-ng not importable, everything still works with the standard library."""
     import sys
 
-    from cottoncandy import gzipcodec
+    from cottoncandy.format import gzipcodec
 
     monkeypatch.delenv(LIBRARY_ENV, raising=False)
     gzipcodec._import.cache_clear()

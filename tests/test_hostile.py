@@ -25,12 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cottoncandy.codecs import get_codec
 from cottoncandy.errors import ArrayFormatError, CottonCandyError, InvalidKeyError, ObjectNotFoundError
+from cottoncandy.format.codecs import get_codec
+from cottoncandy.format.metadata import MAX_ARRAY_BYTES, ArrayMeta
+from cottoncandy.format.npyheader import npy_file_size, npy_header
 from cottoncandy.fuse.operations import fuse_errno
 from cottoncandy.interface import Interface
-from cottoncandy.metadata import MAX_ARRAY_BYTES, ArrayMeta
-from cottoncandy.npyheader import npy_file_size, npy_header
 from tests.conftest import S3_SERVERS, drop_bucket, make_s3_backend, new_bucket
 from tests.hostile import GOOD, GOOD_META, bad_objects, put_s3, write_local
 from tests.mountutil import mount_env, mounted

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cottoncandy.errors import ArrayFormatError
-from cottoncandy.manifests import (dask_manifest_json, is_dask_manifest, is_sparse_manifest, parse_dask_manifest,
+from cottoncandy.format.manifests import (dask_manifest_json, is_dask_manifest, is_sparse_manifest, parse_dask_manifest,
                                    parse_sparse_manifest, part_key, sparse_manifest_json)
 
 from .golden import GOLDEN_DIR

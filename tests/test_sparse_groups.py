@@ -10,8 +10,8 @@ import pytest
 
 import scipy.sparse as sp
 
-from cottoncandy.browser import Directory  # noqa: E402
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError  # noqa: E402
+from cottoncandy.extensions.browser import Directory  # noqa: E402
 from cottoncandy.interface import Interface  # noqa: E402
 
 from .golden import GOLDEN_DIR, MANIFEST  # noqa: E402

@@ -18,7 +18,7 @@ from typing import BinaryIO, Iterator, Mapping, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 
-from ..config import Credentials, S3Settings, is_aws_endpoint
+from ..config.settings import Credentials, S3Settings, is_aws_endpoint
 from ..errors import (
     AccessDeniedError,
     ArrayFormatError,
@@ -27,12 +27,12 @@ from ..errors import (
     ObjectNotFoundError,
     StorageError,
 )
-from ..metadata import normalize_metadata
+from ..format.metadata import normalize_metadata
 from .base import Listing, ObjectInfo, ProgressCallback, StorageBackend
-from .s3errors import is_invalid_range, translate_error
 from .s3client import make_client, make_resource
-from .s3reader import ObstoreReader, Unservable
+from .s3errors import is_invalid_range, translate_error
 from .s3parts import etag_changed, quote_etag, wait_all
+from .s3reader import ObstoreReader, Unservable
 from .s3upload import Upload
 
 logger = logging.getLogger(__name__)

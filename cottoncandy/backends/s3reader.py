@@ -74,9 +74,9 @@ import obstore
 from obstore.exceptions import BaseError as ObstoreError
 from obstore.exceptions import InvalidPathError
 
-from ..config import Credentials, S3Settings
+from ..config.settings import Credentials, S3Settings
 from ..errors import CottonCandyError, ObjectNotFoundError, StorageError
-from ..metadata import normalize_metadata
+from ..format.metadata import normalize_metadata
 from .base import Listing, ObjectInfo, head_result
 from .s3errors import obstore_error_status, translate_obstore_error
 from .s3parts import etag_changed, quote_etag

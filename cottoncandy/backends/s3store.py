@@ -32,7 +32,7 @@ from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 from obstore.store import S3Store
 
-from ..config import S3Settings, is_aws_endpoint
+from ..config.settings import S3Settings, is_aws_endpoint
 
 logger = logging.getLogger(__name__)
 

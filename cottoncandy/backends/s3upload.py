@@ -14,7 +14,7 @@ from typing import BinaryIO, Callable, ContextManager, Mapping, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..config import S3Settings
+from ..config.settings import S3Settings
 from ..errors import StorageError
 from .base import ProgressCallback
 from .s3parts import Chunks, iter_parts, raise_first, read_full, wait_all

@@ -23,8 +23,8 @@ import numpy as np
 
 from ..backends.base import ObjectInfo
 from ..errors import ArrayFormatError
-from ..manifests import DaskManifest
-from ..metadata import ArrayMeta
+from ..format.manifests import DaskManifest
+from ..format.metadata import ArrayMeta
 from .blocks import BlockStream, ReadContext
 
 __all__ = ["DaskStream", "decompose"]

@@ -30,8 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from ..backends.base import ObjectInfo
-from ..manifests import DaskManifest, SparseManifest
-from ..metadata import ArrayMeta
+from ..format.manifests import DaskManifest, SparseManifest
+from ..format.metadata import ArrayMeta
 
 SIDECAR_SUFFIX = ".meta.json"
 MANIFEST_NAME = "metadata.json"

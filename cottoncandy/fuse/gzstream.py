@@ -31,7 +31,7 @@ from concurrent.futures import Future
 from typing import Hashable
 
 from ..errors import ArrayFormatError
-from ..gzipcodec import GZIP_WBITS, decode_errors, inflate_library
+from ..format.gzipcodec import GZIP_WBITS, decode_errors, inflate_library
 from .blocks import BlockStream, ReadContext
 from .gzindex import GzipIndex, ObjectState
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from ..metadata import stored_shape
+from ..format.metadata import stored_shape
 from .binding import invalidate_path, operations_base, want_readdirplus_always
 from .entries import Entry, Kind
 from .tree import Tree

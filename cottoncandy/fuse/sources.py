@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Mapping, Union
 
 from ..backends.base import ObjectInfo
-from ..manifests import DaskManifest
-from ..metadata import ArrayMeta
-from ..npyheader import npy_header
+from ..format.manifests import DaskManifest
+from ..format.metadata import ArrayMeta
+from ..format.npyheader import npy_header
 
 __all__ = [
     "ObjectBody",

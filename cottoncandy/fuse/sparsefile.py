@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArrayFormatError, CottonCandyError
-from ..manifests import SparseManifest
-from ..metadata import ArrayMeta, is_array_metadata
+from ..format.manifests import SparseManifest
+from ..format.metadata import ArrayMeta, is_array_metadata
 from . import sources as src
 from .entries import Entry
 

@@ -40,8 +40,8 @@ from cachetools import LRUCache, TTLCache
 
 from ..backends.base import ObjectInfo, StorageBackend
 from ..errors import ArrayFormatError, CottonCandyError, ObjectNotFoundError
-from ..manifests import is_dask_manifest, is_sparse_manifest, parse_dask_manifest, parse_sparse_manifest
-from ..metadata import ARRAY_METADATA_KEYS, ArrayMeta, is_array_metadata
+from ..format.manifests import is_dask_manifest, is_sparse_manifest, parse_dask_manifest, parse_sparse_manifest
+from ..format.metadata import ARRAY_METADATA_KEYS, ArrayMeta, is_array_metadata
 from . import sources as src
 from .entries import (
     MANIFEST_NAME,

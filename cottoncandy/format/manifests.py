@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ArrayFormatError
+from ..errors import ArrayFormatError
 from .metadata import MAX_ARRAY_BYTES, MAX_NDIM, parse_dtype
 
 __all__ = [

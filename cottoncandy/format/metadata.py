@@ -14,8 +14,8 @@ from typing import Mapping
 
 import numpy as np
 
+from ..errors import ArrayFormatError, UnsupportedArrayError
 from .codecs import normalize_compression
-from .errors import ArrayFormatError, UnsupportedArrayError
 
 #: Largest array body we accept from metadata; beyond this the shape is nonsense.
 MAX_ARRAY_BYTES = 1 << 50

@@ -41,7 +41,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .configfiles import TRUE_WORDS, is_set, read_config_file, read_passwd_s3fs
+from .files import TRUE_WORDS, is_set, read_config_file, read_passwd_s3fs
 
 logger = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
-from .backends.base import StorageBackend
-from .errors import ArrayFormatError, InvalidKeyError
+from ..backends.base import StorageBackend
+from ..errors import ArrayFormatError, InvalidKeyError
+from ..paths import join, normalize_key
 from .listing import iter_tree
-from .paths import join, normalize_key
 from .progress import ProgressArg, progress_callback
 
 

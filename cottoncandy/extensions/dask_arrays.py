@@ -23,21 +23,21 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from . import arrayio
-from .arrays import encode_array
-from .backends.base import StorageBackend
-from .codecs import DEFAULT_COMPRESSION
-from .errors import ArrayFormatError
+from ..backends.base import StorageBackend
+from ..errors import ArrayFormatError
+from ..format.arrays import encode_array
+from ..format.codecs import DEFAULT_COMPRESSION
+from ..format.manifests import dask_manifest_json, parse_dask_manifest, part_key
+from ..format.metadata import ArrayMeta
+from ..transfer import arrayio
+from ..transfer.objectio import read_body
+from ..transfer.progress import ProgressArg, progress_callback
 from .lazy_sources import BackendHandle, DaskPartsSource, RawRangeSource
-from .manifests import dask_manifest_json, parse_dask_manifest, part_key
-from .metadata import ArrayMeta
-from .objectio import read_body
-from .progress import ProgressArg, progress_callback
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.array
 
-    from .interface import Interface
+    from ..interface import Interface
 
 logger = logging.getLogger(__name__)
 

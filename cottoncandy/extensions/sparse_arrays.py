@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import arrayio
-from .codecs import DEFAULT_COMPRESSION
-from .errors import ArrayFormatError
-from .manifests import SPARSE_ATTRS, parse_sparse_manifest, sparse_manifest_json
-from .objectio import read_body
+from ..errors import ArrayFormatError
+from ..format.codecs import DEFAULT_COMPRESSION
+from ..format.manifests import SPARSE_ATTRS, parse_sparse_manifest, sparse_manifest_json
+from ..transfer import arrayio
+from ..transfer.objectio import read_body
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .interface import Interface
+    from ..interface import Interface
 
 logger = logging.getLogger(__name__)
 

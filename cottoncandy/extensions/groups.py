@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from . import arrayio, listing
-from .errors import ArrayFormatError, ObjectNotFoundError
-from .manifests import is_dask_manifest, is_sparse_manifest
-from .metadata import is_array_metadata
-from .objectio import read_body
+from ..errors import ArrayFormatError, ObjectNotFoundError
+from ..format.manifests import is_dask_manifest, is_sparse_manifest
+from ..format.metadata import is_array_metadata
+from ..transfer import arrayio, listing
+from ..transfer.objectio import read_body
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .interface import Interface
+    from ..interface import Interface
 
 logger = logging.getLogger(__name__)
 

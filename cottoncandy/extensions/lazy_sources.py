@@ -19,11 +19,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import arrayio
-from .backends.base import StorageBackend
-from .errors import ArrayFormatError
-from .manifests import DaskManifest
-from .metadata import ArrayMeta
+from ..backends.base import StorageBackend
+from ..errors import ArrayFormatError
+from ..format.manifests import DaskManifest
+from ..format.metadata import ArrayMeta
+from ..transfer import arrayio
 
 #: Extra bytes a ranged read may fetch to save a request (see :class:`RawRangeSource`).
 MAX_OVERREAD = 1 << 20

@@ -49,7 +49,7 @@ from typing import Union
 
 import numpy as np
 
-from .errors import ArrayFormatError, UnknownCodecError
+from ..errors import ArrayFormatError, UnknownCodecError
 from .gzipcodec import GZIP_WBITS, ZLIB_WBITS, Inflater, gzip_encode
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ArrayFormatError, ArrayTooLargeError, UnsupportedArrayError
 from .codecs import DEFAULT_COMPRESSION, BytesLike, RawCodec, codec_for_size, get_codec
-from .errors import ArrayFormatError, ArrayTooLargeError, UnsupportedArrayError
 from .metadata import ArrayMeta
 
 

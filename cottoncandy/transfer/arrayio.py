@@ -17,12 +17,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .arrays import byte_view, decode_array_into, empty_for, encode_array
-from .backends.base import StorageBackend
+from ..backends.base import StorageBackend
+from ..errors import ArrayFormatError
+from ..format.arrays import byte_view, decode_array_into, empty_for, encode_array
+from ..format.codecs import get_codec
+from ..format.metadata import ARRAY_METADATA_KEYS, ArrayMeta
 from .bodyranges import iter_ranges
-from .codecs import get_codec
-from .errors import ArrayFormatError
-from .metadata import ARRAY_METADATA_KEYS, ArrayMeta
 from .progress import ProgressArg, progress_callback
 
 logger = logging.getLogger(__name__)

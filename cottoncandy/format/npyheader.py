@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import numpy.lib.format as npformat
 
-from .errors import UnsupportedArrayError
+from ..errors import UnsupportedArrayError
 
 
 def _header_dict(dtype: np.dtype, shape: Sequence[int], fortran_order: bool) -> dict:

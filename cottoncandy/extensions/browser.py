@@ -18,12 +18,12 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import listing
+from ..format.metadata import parse_shape, stored_shape
+from ..transfer import listing
 from .groups import load_stored_prefix
-from .metadata import parse_shape, stored_shape
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .interface import Interface
+    from ..interface import Interface
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .backends.base import StorageBackend
-from .errors import BucketNotFoundError
+from ..errors import BucketNotFoundError
+from .base import StorageBackend
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .backends.s3 import S3Backend
+    from .s3 import S3Backend
 
 logger = logging.getLogger(__name__)
 
@@ -80,17 +80,17 @@ def make_backend(
         ``config`` is not a botocore ``Config``, or an unknown setting was given.
     """
     if backend == "local":
-        from .backends.local import LocalBackend
-        from .config import resolve_force_bucket_creation
+        from ..config.settings import resolve_force_bucket_creation
+        from .local import LocalBackend
 
         if not bucket_name:
             raise ValueError("backend='local' needs a directory as bucket_name")
         return LocalBackend(bucket_name, create=resolve_force_bucket_creation(force_bucket_creation))
     if backend != "s3":
         raise ValueError(f"unknown backend {backend!r}: use 's3' or 'local'")
-    from .backends.s3 import S3Backend
-    from .backends.s3client import settings_from_config
-    from .config import S3Settings, resolve_connection
+    from ..config.settings import S3Settings, resolve_connection
+    from .s3 import S3Backend
+    from .s3client import settings_from_config
 
     connection = resolve_connection(bucket_name, access_key, secret_key, endpoint_url, force_bucket_creation)
     credentials = connection.credentials
