@@ -1,12 +1,13 @@
 """The user-facing Interface: cottoncandy 0.4.0's method names over a storage backend.
 
 The Interface holds a :class:`~cottoncandy.backends.base.StorageBackend` and
-delegates: object and file transfers to :mod:`cottoncandy.objectio`, raw arrays
-to :mod:`cottoncandy.arrayio`, listings to :mod:`cottoncandy.listing`, the
-chunked/sparse/grouped formats to their own modules, and 0.4.0's lower-level
-methods (boto3 objects) to :attr:`Interface.backend_interface`
+delegates: object and file transfers to :mod:`cottoncandy.transfer.objectio`,
+raw arrays to :mod:`cottoncandy.transfer.arrayio`, listings to
+:mod:`cottoncandy.transfer.listing`, the chunked/sparse/grouped formats and
+the browser to :mod:`cottoncandy.extensions`, and 0.4.0's lower-level methods
+(boto3 objects) to :attr:`Interface.backend_interface`
 (:mod:`cottoncandy.backends.legacy`). Backends are made by
-:func:`cottoncandy.connect.make_backend`.
+:func:`cottoncandy.backends.connect.make_backend`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import numpy as np
 from .backends import legacy
 from .backends.base import StorageBackend
 from .errors import ObjectNotFoundError
-from .format.codecs import DEFAULT_COMPRESSION
+from .extensions import browser, dask_arrays, groups, sparse_arrays
+from .format.compression import DEFAULT_COMPRESSION
 from .paths import has_magic, normalize_key, normalize_prefix
 from .transfer import arrayio, listing, objectio
 from .transfer.progress import ProgressArg
+from .usermeta import string_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +263,7 @@ class Interface:
     def upload_object(self, object_name: str, body: Any, acl: str | None = None, threads: int | None = None,
                       **metadata: str) -> None:
         """Store ``body`` (bytes or a readable binary file) with optional user metadata."""
-        self.backend.write(normalize_key(object_name), body, objectio.string_metadata(metadata))
+        self.backend.write(normalize_key(object_name), body, string_metadata(metadata))
 
     def download_object(self, object_name: str, threads: int | None = None) -> bytes:
         """Return an object's body as bytes."""
@@ -319,7 +322,7 @@ class Interface:
     def upload_npy_array(self, object_name: str, array: np.ndarray, acl: str | None = None,
                          threads: int | None = None, **metadata: str) -> None:
         """Store an array in ``.npy`` format (readable by ``np.load`` after download)."""
-        arrayio.upload_npy(self.backend, normalize_key(object_name), array, objectio.string_metadata(metadata))
+        arrayio.upload_npy(self.backend, normalize_key(object_name), array, string_metadata(metadata))
 
     def download_npy_array(self, object_name: str, threads: int | None = None) -> np.ndarray:
         """Load an array stored in ``.npy`` format."""
@@ -352,7 +355,7 @@ class Interface:
                           DeprecationWarning, stacklevel=2)
             compression = "gzip" if metadata.pop("gzip") else False
         arrayio.upload_raw(self.backend, normalize_key(object_name), array, compression,
-                           objectio.string_metadata(metadata), self._progress(progress))
+                           string_metadata(metadata), self._progress(progress))
 
     def download_raw_array(self, object_name: str, buffersize: int | None = None, threads: int | None = None,
                            progress: ProgressArg = None, **kwargs: Any) -> np.ndarray:
@@ -366,57 +369,39 @@ class Interface:
     def upload_dask_array(self, object_name: str, arr: Any, axis: int | None = -1, buffersize: int | None = None,
                           threads: int | None = None, progress: ProgressArg = None, **metakwargs: str) -> None:
         """Store a numpy or dask array as chunks ``<name>/pt0000...`` plus ``<name>/metadata.json``."""
-        from .extensions import dask_arrays
-
-        dask_arrays.upload_dask_array(self, normalize_key(object_name), arr, axis, buffersize,
-                                      self._progress(progress), objectio.string_metadata(metakwargs))
+        dask_arrays.upload_dask_array(self.backend, normalize_key(object_name), arr, axis, buffersize,
+                                      self._progress(progress), string_metadata(metakwargs))
 
     def download_dask_array(self, object_name: str, dask_name: str = "array", threads: int | None = None):
         """Open a stored dask array lazily: only the chunks a computation touches are downloaded."""
-        from .extensions import dask_arrays
-
-        return dask_arrays.download_dask_array(self, normalize_key(object_name), dask_name)
+        return dask_arrays.download_dask_array(self.backend, normalize_key(object_name), dask_name)
 
     def open_dask_array(self, object_name: str, chunks: Any = "auto"):
         """Open an uncompressed raw array lazily as a dask array whose chunks are ranged GETs."""
-        from .extensions import dask_arrays
-
-        return dask_arrays.open_dask_array(self, normalize_key(object_name), chunks)
+        return dask_arrays.open_dask_array(self.backend, normalize_key(object_name), chunks)
 
     def upload_sparse_array(self, object_name: str, arr: Any, threads: int | None = None) -> None:
         """Store a scipy.sparse matrix (csr, csc, coo, bsr, dia; others as csr)."""
-        from .extensions import sparse_arrays
-
-        sparse_arrays.upload_sparse_array(self, normalize_key(object_name), arr)
+        sparse_arrays.upload_sparse_array(self.backend, normalize_key(object_name), arr)
 
     def download_sparse_array(self, object_name: str, threads: int | None = None):
         """Load a scipy.sparse matrix stored by :meth:`upload_sparse_array`."""
-        from .extensions import sparse_arrays
-
-        return sparse_arrays.download_sparse_array(self, normalize_key(object_name))
+        return sparse_arrays.download_sparse_array(self.backend, normalize_key(object_name))
 
     def dict2cloud(self, object_name: str, array_dict: Mapping[str, Any], acl: str | None = None,
                    verbose: bool = True, threads: int | None = None, **metadata: str) -> None:
         """Store a (nested) dict of arrays: one raw array per leaf, sub-dicts as sub-directories."""
-        from .extensions import groups
-
-        groups.dict2cloud(self, normalize_key(object_name), array_dict, objectio.string_metadata(metadata))
+        groups.dict2cloud(self.backend, normalize_key(object_name), array_dict, string_metadata(metadata))
 
     def cloud2dict(self, object_root: str, verbose: bool = True, keys: Any = None, threads: int | None = None,
                    **metadata: str) -> dict:
         """Load a directory of raw arrays as a nested dict (only ``keys`` if given)."""
-        from .extensions import groups
-
-        return groups.cloud2dict(self, normalize_key(object_root), keys)
+        return groups.cloud2dict(self.backend, normalize_key(object_root), keys)
 
     def cloud2dataset(self, object_root: str, **metadata: str):
         """A browser object rooted at ``object_root``."""
-        from .extensions import browser
-
-        return browser.make_browser(self, normalize_key(object_root, allow_empty=True))
+        return browser.make_browser(self.backend, normalize_key(object_root, allow_empty=True), self.progress)
 
     def get_browser(self):
         """A tab-completion browser rooted at the bucket root."""
-        from .extensions import browser
-
-        return browser.make_browser(self, "")
+        return browser.make_browser(self.backend, "", self.progress)

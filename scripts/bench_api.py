@@ -44,7 +44,7 @@ from cc040 import CC040, cc040_python, smooth_array  # noqa: E402
 from tests.servers import add_server_option, start_server  # noqa: E402
 
 import cottoncandy as cc  # noqa: E402
-from cottoncandy.format.codecs import DEFAULT_COMPRESSION  # noqa: E402
+from cottoncandy.format.compression import DEFAULT_COMPRESSION  # noqa: E402
 from cottoncandy.format.gzipcodec import LIBRARY_ENV, deflate_library, inflate_library  # noqa: E402
 
 PART = 8 << 20

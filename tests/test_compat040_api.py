@@ -19,7 +19,7 @@ import pytest
 
 import cottoncandy as cc
 from cottoncandy.format.arrays import encode_array
-from cottoncandy.format.codecs import DEFAULT_COMPRESSION
+from cottoncandy.format.compression import DEFAULT_COMPRESSION
 from cottoncandy.interface import Interface
 from tests.home040 import make_home
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from cottoncandy.errors import ArrayFormatError, UnknownCodecError, UnsupportedArrayError
-from cottoncandy.format import codecs
+from cottoncandy.format import codecs, compressors
 from cottoncandy.format.arrays import (
     byte_view,
     decode_array,
@@ -28,7 +28,8 @@ from cottoncandy.format.arrays import (
     encode_array,
     finish_array,
 )
-from cottoncandy.format.codecs import DEFAULT_COMPRESSION, codec_for_size, get_codec, normalize_compression
+from cottoncandy.format.codecs import codec_for_size, get_codec
+from cottoncandy.format.compression import DEFAULT_COMPRESSION, normalize_compression
 from cottoncandy.format.metadata import ArrayMeta, is_array_metadata
 from cottoncandy.format.npyheader import npy_file_size, npy_header
 
@@ -359,7 +360,7 @@ def test_zstd_header_size_mismatch_and_unknown_size():
     raw = np.arange(100, dtype="<i8").tobytes()
     meta = ArrayMeta.from_metadata({"dtype": "<i8", "shape": "99", "compression": "zstd"})
     frame = _bodies("Zstd", raw)
-    assert codecs._zstd_content_size(memoryview(frame)) == 800
+    assert compressors._zstd_content_size(memoryview(frame)) == 800
     with pytest.raises(ArrayFormatError, match="800 bytes"):
         decode_array(frame, meta, KEY)
     # the same frame without a content size (as streaming writers make it):
@@ -368,7 +369,7 @@ def test_zstd_header_size_mismatch_and_unknown_size():
     assert descriptor & 0x20 and descriptor & 0x03 == 0
     size_len = (1, 2, 4, 8)[descriptor >> 6]
     unsized = frame[:4] + bytes([descriptor & 0x1F, 0]) + frame[5 + size_len:]
-    assert codecs._zstd_content_size(memoryview(unsized)) is None
+    assert compressors._zstd_content_size(memoryview(unsized)) is None
     assert bytes(get_codec("zstd").decode(unsized, 800, KEY)) == raw
     with pytest.raises(ArrayFormatError, match="800 bytes"):
         decode_array(unsized, meta, KEY)

@@ -24,7 +24,7 @@ from ..errors import (
     ObjectNotFoundError,
     StorageError,
 )
-from ..format.metadata import normalize_metadata
+from ..usermeta import normalize_metadata
 from .base import Listing, ObjectInfo, ProgressCallback, StorageBackend
 
 logger = logging.getLogger(__name__)

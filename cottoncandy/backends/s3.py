@@ -27,7 +27,7 @@ from ..errors import (
     ObjectNotFoundError,
     StorageError,
 )
-from ..format.metadata import normalize_metadata
+from ..usermeta import normalize_metadata
 from .base import Listing, ObjectInfo, ProgressCallback, StorageBackend
 from .s3client import make_client, make_resource
 from .s3errors import is_invalid_range, translate_error

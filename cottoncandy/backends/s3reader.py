@@ -76,7 +76,7 @@ from obstore.exceptions import InvalidPathError
 
 from ..config.settings import Credentials, S3Settings
 from ..errors import CottonCandyError, ObjectNotFoundError, StorageError
-from ..format.metadata import normalize_metadata
+from ..usermeta import normalize_metadata
 from .base import Listing, ObjectInfo, head_result
 from .s3errors import obstore_error_status, translate_obstore_error
 from .s3parts import etag_changed, quote_etag

@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config.settings import S3Settings
 from ..errors import StorageError
+from ..usermeta import normalize_metadata
 from .base import ProgressCallback
 from .s3parts import Chunks, iter_parts, raise_first, read_full, wait_all
 
@@ -53,7 +54,7 @@ class Upload:
         progress: ProgressCallback | None = None,
     ) -> None:
         """Store ``body`` under ``key`` (see :meth:`StorageBackend.write`)."""
-        meta = {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
+        meta = normalize_metadata(metadata)
         threshold = max(self.settings.multipart_threshold, 1)
         if hasattr(body, "read"):
             head = read_full(body, threshold)

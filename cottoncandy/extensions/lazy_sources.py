@@ -3,9 +3,9 @@
 :func:`dask.array.from_array` wraps these array-likes (``shape``, ``dtype``,
 ``__getitem__``). :class:`DaskPartsSource` loads the parts of a stored dask
 array that a slice overlaps; :class:`RawRangeSource` reads the byte ranges of
-an uncompressed raw array that a slice covers. Both hold a
-:class:`BackendHandle` rather than an Interface, so a task graph built on them
-pickles and runs on ``dask.distributed`` workers.
+an uncompressed raw array that a slice covers. Both hold a picklable
+:class:`BackendHandle`, so a task graph built on them runs on
+``dask.distributed`` workers.
 """
 
 from __future__ import annotations
@@ -195,12 +195,7 @@ class DaskPartsSource(_LazySource):
 
     def _read_box(self, box: tuple[slice, ...]) -> np.ndarray:
         m = self.manifest
-        touched = []
-        for axis, sel in enumerate(box):
-            offsets = m.offsets(axis)
-            touched.append([i for i, n in enumerate(m.chunks[axis])
-                            if n and offsets[i] < sel.stop and offsets[i] + n > sel.start])
-        indices = list(itertools.product(*touched))
+        indices = m.chunks_touching(box)
         if len(indices) == 1 and m.chunk_slices(indices[0]) == box:
             return self.load_part(indices[0])
         out = np.empty(tuple(s.stop - s.start for s in box), dtype=self.dtype)

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArrayFormatError, ArrayTooLargeError, UnsupportedArrayError
-from .codecs import DEFAULT_COMPRESSION, BytesLike, RawCodec, codec_for_size, get_codec
+from .codecbase import BytesLike, RawCodec
+from .codecs import codec_for_size, get_codec
+from .compression import DEFAULT_COMPRESSION
 from .metadata import ArrayMeta
 
 

@@ -23,7 +23,8 @@ from typing import Union
 
 from ..backends.base import StorageBackend
 from ..errors import ArrayFormatError, StorageError
-from ..format.codecs import get_codec, normalize_compression
+from ..format.codecs import get_codec
+from ..format.compression import normalize_compression
 from ..format.metadata import ArrayMeta
 from .blocks import BlockStream, CodecStream, EmptyStream, ObjectLocks, ReadContext, StoredStream
 from .cache import BlockCache

@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO
 
 from ..backends.base import StorageBackend
 from ..errors import ArrayFormatError, InvalidKeyError
@@ -57,11 +57,6 @@ class CloudStream(io.RawIOBase):
         if not self.closed:
             self.content.close()
         super().close()
-
-
-def string_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
-    """User metadata as S3 stores it: string keys and values."""
-    return {str(k): str(v) for k, v in metadata.items()}
 
 
 def read_body(backend: StorageBackend, key: str) -> bytes:
