@@ -12,12 +12,14 @@ the browser to :mod:`cottoncandy.extensions`, and 0.4.0's lower-level methods
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
 from typing import Any, Mapping
 
 import numpy as np
+from typing_extensions import override
 
 from .backends import legacy
 from .backends.base import StorageBackend
@@ -52,6 +54,7 @@ class Interface:
         self.progress = progress
         self._backend_interface: legacy.BackendInterface | None = None
 
+    @override
     def __repr__(self) -> str:
         return f"<cottoncandy.Interface {self.backend!r}>"
 
@@ -247,7 +250,7 @@ class Interface:
             src_backend.copy(src, dst)
         else:
             stream, info = src_backend.open_stream(src)
-            with stream:
+            with contextlib.closing(stream):
                 dst_backend.write(dst, stream, info.metadata)
         return dst
 
@@ -263,6 +266,9 @@ class Interface:
     def upload_object(self, object_name: str, body: Any, acl: str | None = None, threads: int | None = None,
                       **metadata: str) -> None:
         """Store ``body`` (bytes or a readable binary file) with optional user metadata."""
+        self._put(object_name, body, metadata)
+
+    def _put(self, object_name: str, body: Any, metadata: Mapping[str, Any]) -> None:
         self.backend.write(normalize_key(object_name), body, string_metadata(metadata))
 
     def download_object(self, object_name: str, threads: int | None = None) -> bytes:
@@ -298,7 +304,7 @@ class Interface:
     def upload_json(self, object_name: str, ddict: Any, acl: str | None = None, threads: int = 1,
                     **metadata: str) -> None:
         """Store a JSON-serialisable value."""
-        self.upload_object(object_name, objectio.to_json(ddict), **metadata)
+        self._put(object_name, objectio.to_json(ddict), metadata)
 
     def download_json(self, object_name: str, threads: int = 1) -> Any:
         """Load a JSON object."""
@@ -310,7 +316,7 @@ class Interface:
         """Store any picklable Python object."""
         import pickle
 
-        self.upload_object(object_name, pickle.dumps(data_object), **metadata)
+        self._put(object_name, pickle.dumps(data_object), metadata)
 
     def download_pickle(self, object_name: str, threads: int | None = None) -> Any:
         """Load a pickled object. Only unpickle data you trust."""

@@ -102,7 +102,9 @@ def make_backend(
     fields.update(settings)
     if connection.signature_version and "signature_version" not in fields:
         fields["signature_version"] = connection.signature_version
-    store = S3Backend(connection.bucket, credentials, S3Settings(**fields, client_config=config))
+    # no bucket: a backend for bucket-level calls only (list, create), as get_interface() without one allows
+    store = S3Backend(connection.bucket, credentials,  # type: ignore[arg-type]
+                      S3Settings(**fields, client_config=config))
     if connection.bucket:
         try:
             _open_bucket(store, connection.force_bucket_creation)

@@ -29,6 +29,7 @@ from botocore.exceptions import (
     ClientError,
     ConnectionError as BotoConnectionError,
     HTTPClientError,
+    IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
     ProfileNotFound,
@@ -44,6 +45,20 @@ from ..errors import (
     ObjectNotFoundError,
     StorageError,
 )
+
+
+class BodyBrokeOff(StorageError):
+    """A response body ended early after its headers arrived (connection reset or closed, read
+    timeout, fewer bytes than Content-Length). botocore retries requests, not bodies: the reader
+    may resume with a new ranged GET from the first missing byte."""
+
+
+class RangeNotSatisfiable(StorageError):
+    """The server answered 416: the requested range starts at or past the end of the body."""
+
+
+#: Failures of botocore while a response body is read that mean it broke off.
+BODY_FAILURES = (IncompleteReadError, HTTPClientError)
 
 #: S3 error code (or HTTP status as a string) -> exception class.
 ERROR_CODES: dict[str, type[CottonCandyError]] = {
@@ -66,6 +81,8 @@ ERROR_CODES: dict[str, type[CottonCandyError]] = {
     # An If-Match that no longer matches: the object we were reading changed.
     "PreconditionFailed": ObjectNotFoundError,
     "412": ObjectNotFoundError,
+    "InvalidRange": RangeNotSatisfiable,
+    "416": RangeNotSatisfiable,
 }
 
 #: Fallback on the HTTP status when the code is not in the table.
@@ -74,6 +91,7 @@ HTTP_STATUS: dict[int, type[CottonCandyError]] = {
     403: AccessDeniedError,
     404: ObjectNotFoundError,
     412: ObjectNotFoundError,
+    416: RangeNotSatisfiable,
 }
 
 _MAX_SERVER_MESSAGE = 200
@@ -162,7 +180,7 @@ def _from_answer(
     if cls is BucketNotFoundError or (cls is ObjectNotFoundError and code == "NoSuchBucket"):
         return BucketNotFoundError(f"{operation} {where}: bucket {bucket!r} does not exist", key)
     detail = f"{code or 'error'} (HTTP {status})"
-    if cls is StorageError and server_message:
+    if issubclass(cls, StorageError) and server_message:
         detail += ": " + _scrub(server_message[:_MAX_SERVER_MESSAGE], secrets)
     if cls is ObjectNotFoundError:
         return ObjectNotFoundError(f"{operation} {where}: no such object [{detail}]", key)
@@ -253,11 +271,3 @@ def translate_obstore_error(
     if kind is not None:
         return StorageError(f"{operation} {where} failed: {kind}{attempts}", key)
     return StorageError(f"{operation} {where} failed: {type(exc).__name__}{attempts}", key)
-
-
-def is_invalid_range(exc: BaseException) -> bool:
-    """Tell whether a translated error was a 416 (the range starts past the end of the body), from either client."""
-    cause = exc.__cause__
-    if isinstance(cause, ClientError):
-        return cause.response.get("Error", {}).get("Code") == "InvalidRange"
-    return cause is not None and obstore_error_status(cause) == 416

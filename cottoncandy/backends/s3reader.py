@@ -68,11 +68,12 @@ import re
 import threading
 import weakref
 from concurrent.futures import CancelledError
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import obstore
 from obstore.exceptions import BaseError as ObstoreError
 from obstore.exceptions import InvalidPathError
+from typing_extensions import override
 
 from ..config.settings import Credentials, S3Settings
 from ..errors import CottonCandyError, ObjectNotFoundError, StorageError
@@ -81,6 +82,10 @@ from .base import Listing, ObjectInfo, head_result
 from .s3errors import obstore_error_status, translate_obstore_error
 from .s3parts import etag_changed, quote_etag
 from .s3store import make_store
+
+if TYPE_CHECKING:  # pragma: no cover - names only the type checker sees
+    from obstore import GetOptions
+    from obstore.store import S3Store
 
 logger = logging.getLogger(__name__)
 
@@ -187,12 +192,13 @@ class ObstoreReader:
         #: Whether the server answers ranged GETs with 206; None until a boto3 ranged GET told.
         self.ranged_gets: bool | None = None
         self._lock = threading.Lock()
-        self._store = None
+        self._store: S3Store | None = None
         self._no_store = False
         self._loop: _LoopThread | None = None
         self._finalizer: weakref.finalize | None = None
         self._slots: asyncio.Semaphore | None = None  # max_inflight over all concurrent heads() calls
 
+    @override
     def __repr__(self) -> str:
         return f"ObstoreReader(bucket={self.bucket!r})"
 
@@ -312,7 +318,7 @@ class ObstoreReader:
         if not self.ranged_gets:
             raise Unservable("not known yet to answer ranged GETs with 206")
         store = self._get_store()
-        options: dict = {"range": (start, end)}
+        options: GetOptions = {"range": (start, end)}
         if etag is not None:
             options["if_match"] = etag
         try:
@@ -401,5 +407,3 @@ class ObstoreReader:
 def _one_level(path: str, prefix: str) -> bool:
     """Tell whether ``path`` is a non-empty name right under ``prefix``."""
     return path.startswith(prefix) and len(path) > len(prefix) and "/" not in path[len(prefix):]
-
-

@@ -13,6 +13,8 @@ import stat
 import sys
 from pathlib import Path
 
+from typing_extensions import TypeGuard
+
 logger = logging.getLogger(__name__)
 
 ENV_CONFIG_FILE = "CC_CONFIG_FILE"
@@ -40,7 +42,7 @@ PASSWD_S3FS = ".passwd-s3fs"
 _warned: set[tuple] = set()
 
 
-def is_set(value: object) -> bool:
+def is_set(value: object) -> TypeGuard[str]:
     """Tell whether a value from an argument, a variable or a file is set (a string, not a placeholder)."""
     return isinstance(value, str) and value.strip().lower() not in PLACEHOLDERS
 

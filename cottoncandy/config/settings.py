@@ -41,6 +41,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from typing_extensions import override
+
 from .files import TRUE_WORDS, is_set, read_config_file, read_passwd_s3fs
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class Credentials:
     profile: str | None = None
     region: str | None = None
 
+    @override
     def __repr__(self) -> str:
         secret = None if self.secret_key is None else "***"
         return (
@@ -161,7 +164,7 @@ class Connection:
 
 
 def _clean(value: object) -> str | None:
-    return value.strip() if is_set(value) else None  # type: ignore[union-attr]
+    return value.strip() if is_set(value) else None
 
 
 def _first(explicit: object, env_name: str, file_values: Mapping[str, str], file_key: str) -> str | None:

@@ -18,6 +18,8 @@ import logging
 import os
 from typing import Any
 
+from typing_extensions import override
+
 from ..backends.base import ObjectInfo, StorageBackend
 from ..format.metadata import parse_shape, stored_shape
 from ..transfer import arrayio, listing
@@ -125,6 +127,7 @@ class Directory(BrowserNode):
         except AttributeError:
             raise KeyError(name) from None
 
+    @override
     def __dir__(self) -> list[str]:
         return sorted(self._children)
 
@@ -141,6 +144,7 @@ class Directory(BrowserNode):
             return [info.key for info in listing.iter_tree(self._backend, self._path)]
         return listing.glob(self._backend, f"{self._path}/{pattern}" if self._path else pattern)
 
+    @override
     def __repr__(self) -> str:
         return f"cottoncandy-path <bucket:{self._bucket}> {self._curdir}"
 
@@ -148,6 +152,7 @@ class Directory(BrowserNode):
 class Group(Directory):
     """A directory under a group extension (``.grp``...): ``keys()`` and ``load(key)``."""
 
+    @override
     def __dir__(self) -> list[str]:
         return ["keys", "load"] + sorted(self._children)
 
@@ -177,6 +182,7 @@ class Group(Directory):
             raise ValueError(f"{node._fullpath} is a directory; choose one of {node._ls()}")
         return stored
 
+    @override
     def __repr__(self) -> str:
         return f"<cottoncandy-group <bucket:{self._bucket}> ({self._curdir}: {len(self._children)} keys)>"
 
@@ -191,12 +197,14 @@ class ObjectNode(BrowserNode):
         """Download this object as a raw array."""
         return arrayio.download_raw(self._backend, self._path, self._progress)
 
+    @override
     def __dir__(self) -> list[str]:
         return ["load"]
 
     def __len__(self) -> int:
         return 0
 
+    @override
     def __repr__(self) -> str:
         info = self._head()
         shape_text = stored_shape(info.metadata)

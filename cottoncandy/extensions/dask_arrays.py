@@ -189,8 +189,8 @@ class _PartWriter:
         self.grid = grid
         self.compression = compression
 
-    def __call__(self, block: np.ndarray, block_id: tuple[int, ...] | None = None) -> np.ndarray:
-        number = int(np.ravel_multi_index(tuple(block_id), self.grid))
+    def __call__(self, block: np.ndarray, block_id: tuple[int, ...] = ()) -> np.ndarray:
+        number = int(np.ravel_multi_index(block_id, self.grid))
         name = part_key(self.key, number)
         arrayio.upload_raw(self.handle.backend, name, block, self.compression, {}, None)
         logger.debug("uploaded %s: %s %s", name, block.shape, block.dtype)

@@ -18,6 +18,7 @@ import uuid
 from typing import Any, Sequence
 
 import numpy as np
+from typing_extensions import override
 
 from ..backends.base import StorageBackend
 from ..errors import ArrayFormatError
@@ -54,9 +55,11 @@ class BackendHandle:
         self.backend = backend
         self.token = token or uuid.uuid4().hex
 
+    @override
     def __reduce__(self):
         return _restore_handle, (self.token, self.backend)
 
+    @override
     def __repr__(self) -> str:
         return f"BackendHandle({self.backend!r})"
 
@@ -180,6 +183,7 @@ class DaskPartsSource(_LazySource):
         self.shape = manifest.shape
         self.dtype = manifest.dtype
 
+    @override
     def __repr__(self) -> str:
         return f"DaskPartsSource({self.manifest.key!r}, shape={self.shape}, dtype={self.dtype})"
 
@@ -193,6 +197,7 @@ class DaskPartsSource(_LazySource):
                 f"{key}: part is {part.shape} {part.dtype}, the manifest says {expected} {self.dtype}", key)
         return part
 
+    @override
     def _read_box(self, box: tuple[slice, ...]) -> np.ndarray:
         m = self.manifest
         indices = m.chunks_touching(box)
@@ -229,9 +234,11 @@ class RawRangeSource(_LazySource):
         self.shape = meta.shape
         self.dtype = meta.dtype
 
+    @override
     def __repr__(self) -> str:
         return f"RawRangeSource({self.key!r}, shape={self.shape}, dtype={self.dtype})"
 
+    @override
     def _read_box(self, box: tuple[slice, ...]) -> np.ndarray:
         if self.meta.order == "F":  # the body holds the transpose in C order
             return self._read_c_box(self.shape[::-1], box[::-1]).T
@@ -253,7 +260,7 @@ class RawRangeSource(_LazySource):
         for outer in itertools.product(*(range(s.start, s.stop) for s in box[:j])):
             start = inner_start + sum(i * st for i, st in zip(outer, strides[:j]))
             buffer = np.empty(span, dtype=np.uint8)
-            self.handle.backend.read_into(self.key, memoryview(buffer), start, etag=self.etag)
+            self.handle.backend.read_into(self.key, buffer.data, start, etag=self.etag)
             view = np.ndarray(tuple(lengths[j:]), dtype=self.dtype, buffer=buffer, strides=tuple(strides[j:]))
             out[tuple(i - s.start for i, s in zip(outer, box[:j]))] = view
         return out

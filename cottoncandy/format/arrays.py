@@ -65,7 +65,7 @@ def byte_view(arr: np.ndarray) -> memoryview:
         flat = arr.T.reshape(-1)
     else:
         raise ValueError("byte_view needs a contiguous array")
-    return memoryview(flat.view(np.uint8))
+    return flat.view(np.uint8).data
 
 
 def encode_array(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol, Union
 
 import numpy as np
+from typing_extensions import override
 
 from ..errors import ArrayFormatError
 
@@ -18,7 +19,10 @@ BytesLike = Union[bytes, bytearray, memoryview]
 
 def byte_view(data: BytesLike | np.ndarray) -> memoryview:
     """Return a 1-d unsigned-byte memoryview of a contiguous buffer, without copying."""
-    view = data if isinstance(data, memoryview) else memoryview(data)
+    if isinstance(data, memoryview):
+        view = data
+    else:
+        view = data.data if isinstance(data, np.ndarray) else memoryview(data)
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
     return view
@@ -110,7 +114,7 @@ class Codec:
         ArrayFormatError
             See :meth:`decode_into`.
         """
-        out = memoryview(np.empty(nbytes, dtype=np.uint8))
+        out = np.empty(nbytes, dtype=np.uint8).data
         self.decode_into(body, out, key)
         return out
 
@@ -118,6 +122,7 @@ class Codec:
         """The error for a body of this codec that ``what`` (``'is truncated'``...)."""
         return ArrayFormatError(f"{key}: {self.name or 'uncompressed'} body {what}", key)
 
+    @override
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
@@ -125,9 +130,11 @@ class Codec:
 class RawCodec(Codec):
     """Uncompressed bodies: the bytes are the array."""
 
+    @override
     def encode(self, data: memoryview, itemsize: int = 1) -> memoryview:  # noqa: D102
         return byte_view(data)
 
+    @override
     def decode_into(self, body: BytesLike, out: memoryview, key: str | None = None) -> None:  # noqa: D102
         view = byte_view(body)
         if len(view) != len(out):

@@ -25,6 +25,7 @@ import zlib
 from typing import Any, Callable
 
 import numpy as np
+from typing_extensions import override
 
 from .codecbase import BytesLike, Codec, byte_view
 from .gzipcodec import GZIP_WBITS, ZLIB_WBITS, Inflater, gzip_encode
@@ -42,9 +43,11 @@ class GzipCodec(Codec):
     codec_id = "gzip"
     name = "gzip"
 
+    @override
     def encode(self, data: memoryview, itemsize: int = 1) -> bytearray:  # noqa: D102
         return gzip_encode(data)
 
+    @override
     def stream_decoder(self, out: memoryview, key: str | None = None) -> Inflater:  # noqa: D102
         return Inflater(out, GZIP_WBITS, members=True, key=key, name="gzip")
 
@@ -66,6 +69,7 @@ class NumcodecsCodec(Codec):
     def _encode_input(self, view: memoryview, itemsize: int) -> Any:
         return view
 
+    @override
     def encode(self, data: memoryview, itemsize: int = 1) -> BytesLike:  # noqa: D102
         view = byte_view(data)
         if self.max_nbytes is not None and len(view) > self.max_nbytes:
@@ -77,6 +81,7 @@ class NumcodecsCodec(Codec):
         """Decoded size stated by the body's own header, ``None`` when the format has none."""
         return None
 
+    @override
     def decode_into(self, body: BytesLike, out: memoryview, key: str | None = None) -> None:  # noqa: D102
         view = byte_view(body)
         declared = self.declared_size(view, key)
@@ -101,11 +106,13 @@ class BloscCodec(NumcodecsCodec):
     name = "Blosc"
     max_nbytes = 2**31 - 1 - 16
 
+    @override
     def _encode_input(self, view: memoryview, itemsize: int) -> Any:
         if 1 < itemsize <= 255 and len(view) % itemsize == 0:  # the shuffle groups each element's bytes
             return np.frombuffer(view, dtype=np.dtype((np.void, itemsize)))
         return view
 
+    @override
     def declared_size(self, view: memoryview, key: str | None) -> int:  # noqa: D102
         if len(view) < 16:
             raise self.error(key, "is too short for a Blosc header")
@@ -125,6 +132,7 @@ class Lz4Codec(NumcodecsCodec):
     name = "LZ4"
     max_nbytes = 0x7E000000
 
+    @override
     def declared_size(self, view: memoryview, key: str | None) -> int:  # noqa: D102
         if len(view) < 4:
             raise self.error(key, "is too short for an LZ4 header")
@@ -151,6 +159,7 @@ class ZstdCodec(NumcodecsCodec):
     codec_id = "zstd"
     name = "Zstd"
 
+    @override
     def declared_size(self, view: memoryview, key: str | None) -> int | None:  # noqa: D102
         return _zstd_content_size(view)
 
@@ -161,9 +170,11 @@ class ZlibCodec(NumcodecsCodec):
     codec_id = "zlib"
     name = "Zlib"
 
+    @override
     def stream_decoder(self, out: memoryview, key: str | None = None) -> Inflater:  # noqa: D102
         return Inflater(out, ZLIB_WBITS, members=False, key=key, name=self.name or "")
 
+    @override
     def decode_into(self, body: BytesLike, out: memoryview, key: str | None = None) -> None:  # noqa: D102
         Codec.decode_into(self, body, out, key)
 
@@ -202,6 +213,7 @@ class Bz2Codec(NumcodecsCodec):
     codec_id = "bz2"
     name = "BZ2"
 
+    @override
     def decode_into(self, body: BytesLike, out: memoryview, key: str | None = None) -> None:  # noqa: D102
         _stream_into(self, body, out, key, bz2.BZ2Decompressor)
 
@@ -212,6 +224,7 @@ class LzmaCodec(NumcodecsCodec):
     codec_id = "lzma"
     name = "LZMA"
 
+    @override
     def decode_into(self, body: BytesLike, out: memoryview, key: str | None = None) -> None:  # noqa: D102
         _stream_into(self, body, out, key, functools.partial(lzma.LZMADecompressor, lzma.FORMAT_XZ))
 

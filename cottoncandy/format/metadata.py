@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Literal, Mapping
 
 import numpy as np
 
@@ -106,7 +106,7 @@ class ArrayMeta:
     dtype: np.dtype
     shape: tuple[int, ...]
     compression: str | None = None
-    order: str = "C"
+    order: Literal["C", "F"] = "C"
 
     @property
     def nbytes(self) -> int:
@@ -134,9 +134,10 @@ class ArrayMeta:
             raise ArrayFormatError(f"{key}: not a cottoncandy array (no dtype/shape metadata)", key)
         dtype = parse_dtype(meta["dtype"], key)
         shape = parse_shape(shape_text, key)
-        order = meta.get("order", "C").strip().upper() or "C"
-        if order not in ("C", "F"):
+        order_text = meta.get("order", "C").strip().upper() or "C"
+        if order_text not in ("C", "F"):
             raise ArrayFormatError(f"{key}: invalid order {meta['order']!r} in metadata", key)
+        order: Literal["C", "F"] = "F" if order_text == "F" else "C"
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes > MAX_ARRAY_BYTES:
             raise ArrayFormatError(f"{key}: shape {shape} of {dtype} is too large ({nbytes} bytes)", key)
