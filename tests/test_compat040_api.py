@@ -28,8 +28,9 @@ KEYS = ["data/a", "data/sub/b", "notes.txt"]
 
 
 @pytest.fixture
-def cci(backend):
-    interface = Interface(backend)
+def cci(cci):
+    """The Interface of conftest's ``cci``, holding the objects :data:`KEYS`."""
+    interface = cci
     for i, key in enumerate(KEYS):
         interface.upload_object(key, b"x" * (i + 1) * 100)
     return interface

@@ -15,7 +15,7 @@ from cottoncandy.format.manifests import (MAX_MANIFEST_BYTES, DaskManifest, Spar
                                           parse_dask_manifest, parse_sparse_manifest, part_key, sparse_manifest_json)
 from cottoncandy.format.sparse import assemble_sparse
 
-from .golden import GOLDEN_DIR
+from .helpers import GOLDEN_DIR
 
 GOLDEN_DASK = (GOLDEN_DIR / "dask" / "volume" / "metadata.json").read_bytes()
 
