@@ -16,6 +16,7 @@ from pathlib import Path
 import numcodecs
 import numpy as np
 
+from cottoncandy.backends.local import SIDECAR_SUFFIX
 from cottoncandy.errors import ArrayFormatError, CottonCandyError, UnknownCodecError
 
 GOOD = np.arange(1000, dtype="<f8")
@@ -91,12 +92,12 @@ def bad_objects() -> dict[str, Bad]:
 
 
 def write_local(root: Path, key: str, body: bytes, metadata: dict[str, str] | None) -> None:
-    """Write an object in the local-backend layout directly (file plus ``.meta.json``)."""
+    """Write an object in the local-backend layout directly (file plus its JSON sidecar)."""
     path = root / key
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(body)
     if metadata is not None:
-        path.with_name(path.name + ".meta.json").write_text(json.dumps(metadata))
+        path.with_name(path.name + SIDECAR_SUFFIX).write_text(json.dumps(metadata))
 
 
 def put_s3(client, bucket: str, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:

@@ -42,7 +42,8 @@ def assemble_sparse(manifest: SparseManifest, arrays: Mapping[str, np.ndarray]) 
     Returns
     -------
     scipy.sparse matrix
-        Of the stored format (``csr_matrix``, ``coo_matrix``...), as 0.4.0 returned.
+        A ``csr_matrix``, ``csc_matrix``, ``bsr_matrix``, ``coo_matrix`` or
+        ``dia_matrix``, as ``manifest.type`` says (0.4.0 returned the same classes).
 
     Raises
     ------
