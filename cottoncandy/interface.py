@@ -348,8 +348,8 @@ class Interface:
         compression : str or bool
             ``False``/``None`` for raw bytes, ``'gzip'``, or a numcodecs id
             (``'Zstd'``, ``'LZ4'``, ``'Blosc'``...). ``True`` means the default,
-            :data:`cottoncandy.codecs.DEFAULT_COMPRESSION` (one rule for every
-            API: :func:`cottoncandy.codecs.normalize_compression`).
+            :data:`cottoncandy.format.compression.DEFAULT_COMPRESSION` (one rule for every
+            API: :func:`cottoncandy.format.compression.normalize_compression`).
         progress : bool or callable, optional
             Overrides the Interface's progress setting for this call.
         **metadata : str

@@ -1,7 +1,7 @@
 """Reading the files cottoncandy 0.4.0 users have: ``options.cfg`` and ``~/.passwd-s3fs``.
 
 Only reads, only when called. What the values mean and which source wins is
-:mod:`cottoncandy.config`'s job.
+:mod:`cottoncandy.config.settings`' job.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ class S3Settings:
     client_config : botocore.config.Config, optional
         The user's own client configuration (0.4.0's ``config=`` argument),
         merged over cottoncandy's defaults; the fields above win where both
-        set the same thing (see :func:`cottoncandy.connect.make_backend`).
+        set the same thing (see :func:`cottoncandy.backends.connect.make_backend`).
     max_inflight : int
         Requests kept in flight at once by bulk metadata calls
         (:meth:`~cottoncandy.backends.base.StorageBackend.heads`).

@@ -79,9 +79,9 @@ def encode_array(
         Array or numpy scalar; any memory layout.
     compression : str, bool or None
         ``None``/``False`` for an uncompressed body, ``True`` for the default
-        codec (:data:`~cottoncandy.codecs.DEFAULT_COMPRESSION`), ``'gzip'``, or a
+        codec (:data:`~cottoncandy.format.compression.DEFAULT_COMPRESSION`), ``'gzip'``, or a
         numcodecs id (``'Blosc'``, ``'Zstd'``, ``'LZ4'``...); read by
-        :func:`~cottoncandy.codecs.normalize_compression`. Empty arrays are always
+        :func:`~cottoncandy.format.compression.normalize_compression`. Empty arrays are always
         stored uncompressed, and bodies over a codec's size limit (Blosc, LZ4:
         ~2 GiB) are compressed with Zstd; the metadata says what was used.
     key : str, optional
@@ -130,7 +130,7 @@ def empty_for(meta: ArrayMeta, key: str | None = None) -> np.ndarray:
     ------
     ArrayTooLargeError
         When the memory cannot be allocated (metadata of a corrupt object
-        can claim any size up to :data:`~cottoncandy.metadata.MAX_ARRAY_BYTES`).
+        can claim any size up to :data:`~cottoncandy.format.metadata.MAX_ARRAY_BYTES`).
     """
     try:
         return np.empty(meta.shape, dtype=meta.dtype, order=meta.order)

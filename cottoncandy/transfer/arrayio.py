@@ -4,7 +4,7 @@ Uncompressed raw arrays never pass through an intermediate buffer: uploads
 hand the array's own memory to the backend, downloads have the backend fill
 the destination array in place with parallel ranged GETs. Bodies that decode
 as a stream (gzip, zlib) are decoded straight into the destination range by
-range while the next ranges download (:mod:`cottoncandy.bodyranges`), so
+range while the next ranges download (:mod:`.bodyranges`), so
 download and decoding overlap and the whole compressed body is never held;
 other codecs read the whole body, then decode it into the array.
 """
@@ -33,7 +33,7 @@ def upload_raw(backend: StorageBackend, key: str, array: Any, compression: str |
                metadata: Mapping[str, str], progress: ProgressArg) -> None:
     """Encode ``array`` and write it under ``key`` with its array metadata.
 
-    ``compression`` is read by :func:`cottoncandy.codecs.normalize_compression`
+    ``compression`` is read by :func:`cottoncandy.format.compression.normalize_compression`
     (``True``: the default codec; ``False``/``None``: raw bytes).
     """
     clash = ARRAY_METADATA_KEYS & {k.lower() for k in metadata}
