@@ -117,6 +117,11 @@ def test_chunks_touching_skips_empty_chunks():
     assert grid.chunk_range(2, 1, 2) == range(1, 2)
     m = parse_dask_manifest(GOLDEN_DASK, "v/metadata.json")
     assert m.chunks_touching((slice(0, 1), slice(0, 64), slice(1279, 1281))) == [(0, 0, 0), (0, 0, 1)]
+    m.check_part((0, 0, 1), np.dtype("u1"), (64, 64, 220))
+    with pytest.raises(ArrayFormatError, match="dask/volume/pt0001.*v/metadata.json"):
+        m.check_part((0, 0, 1), np.dtype("u1"), (64, 64, 219))
+    with pytest.raises(ArrayFormatError, match="<f8"):
+        m.check_part((0, 0, 1), np.dtype("<f8"), (64, 64, 220))
 
 
 def test_stored_compression_never_raises():

@@ -21,7 +21,6 @@ import numpy as np
 from typing_extensions import override
 
 from ..backends.base import StorageBackend
-from ..errors import ArrayFormatError
 from ..format.manifests import DaskManifest
 from ..format.metadata import ArrayMeta
 from ..transfer import arrayio
@@ -189,12 +188,8 @@ class DaskPartsSource(_LazySource):
 
     def load_part(self, index: tuple[int, ...]) -> np.ndarray:
         """Download the part holding chunk ``index`` and check its shape."""
-        key = self.manifest.parts[index]
-        part = arrayio.download_raw(self.handle.backend, key, None)
-        expected = self.manifest.chunk_shape(index)
-        if part.shape != expected or part.dtype != self.dtype:
-            raise ArrayFormatError(
-                f"{key}: part is {part.shape} {part.dtype}, the manifest says {expected} {self.dtype}", key)
+        part = arrayio.download_raw(self.handle.backend, self.manifest.parts[index], None)
+        self.manifest.check_part(index, part.dtype, part.shape)
         return part
 
     @override

@@ -105,6 +105,14 @@ class DaskManifest(ChunkGrid):
         """Parts whose chunk holds at least one element."""
         return {i: k for i, k in self.parts.items() if not self.is_empty(i)}
 
+    def check_part(self, index: tuple[int, ...], dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        """Raise ``ArrayFormatError`` (naming the part) unless a part of this dtype and shape fits chunk ``index``."""
+        expected = self.chunk_shape(index)
+        if dtype != self.dtype or tuple(shape) != expected:
+            key = self.parts[index]
+            raise ArrayFormatError(f"{key}: part is {np.dtype(dtype).str} {tuple(shape)}, manifest {self.key} says "
+                                   f"{self.dtype.str} {expected}", key)
+
 
 @dataclass(frozen=True)
 class SparseManifest:
