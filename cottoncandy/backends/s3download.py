@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 from ..config import S3Settings
 from ..errors import ArrayFormatError, ObjectNotFoundError, StorageError
 from .base import ProgressCallback
-from .s3errors import BodyBrokeOff, RangeNotSatisfiable
+from .s3errors import BodyBrokeOff, Errors, RangeNotSatisfiable
 from .s3parts import TransferState, etag_changed, wait_all
 from .s3reader import ObstoreReader, Unservable
 
@@ -28,9 +28,6 @@ logger = logging.getLogger(__name__)
 #: Bytes copied per ``readinto`` call while streaming a response body.
 STREAM_CHUNK = 1 << 20
 
-#: ``errors(operation, key, body=False)``: translates botocore errors (the backend's);
-#: with ``body``, failures of a body that broke off become :class:`BodyBrokeOff`.
-Errors = Callable[..., ContextManager[None]]
 
 
 class Download:
@@ -45,7 +42,7 @@ class Download:
     reader : ObstoreReader
         Serves what obstore can serve exactly.
     errors : callable
-        The backend's error translation (see :data:`Errors`).
+        The backend's error translation (see :data:`~.s3errors.Errors`).
     """
 
     def __init__(self, client: Any, bucket: str, settings: S3Settings, reader: ObstoreReader,

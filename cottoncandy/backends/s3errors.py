@@ -22,7 +22,7 @@ table, so that both clients fail the same way for the same answer.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Callable, ContextManager, Iterable
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -56,6 +56,10 @@ class BodyBrokeOff(StorageError):
 class RangeNotSatisfiable(StorageError):
     """The server answered 416: the requested range starts at or past the end of the body."""
 
+
+#: ``errors(operation, key, bucket=None, body=False)``: the S3 backend's context manager
+#: translating botocore errors; with ``body``, a body that broke off raises :class:`BodyBrokeOff`.
+Errors = Callable[..., ContextManager[None]]
 
 #: Failures of botocore while a response body is read that mean it broke off.
 BODY_FAILURES = (IncompleteReadError, HTTPClientError)

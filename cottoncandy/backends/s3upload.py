@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Callable, ContextManager, Mapping, cast
+from typing import Mapping, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -18,6 +18,7 @@ from ..config.settings import S3Settings
 from ..errors import StorageError
 from ..usermeta import normalize_metadata
 from .base import Body, ProgressCallback, Readable
+from .s3errors import Errors
 from .s3parts import Chunks, TransferState, iter_parts, raise_first, read_full, wait_all
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Upload:
     """
 
     def __init__(self, client, bucket: str, settings: S3Settings,
-                 errors: Callable[[str, str], ContextManager]) -> None:
+                 errors: Errors) -> None:
         self.client = client
         self.bucket = bucket
         self.settings = settings
