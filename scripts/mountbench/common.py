@@ -22,8 +22,10 @@ import obstore
 import psutil
 
 from mountbench.baselines import boto3_parallel_get
+from mountbench.figures import Target
 from mountbench.mounts import FileSystem
 
+from cottoncandy.fuse.cli import parse_size
 from cottoncandy.metadata import ArrayMeta
 
 BUCKET = "benchmount"
@@ -95,6 +97,10 @@ class Bench:
     @property
     def columns(self) -> list[str]:
         return [fs.name for fs in self.filesystems]
+
+    def rss_target(self) -> Target:
+        """The mount's memory target, in MiB: ``--cache-size`` + 150 MiB."""
+        return Target("<=", (parse_size(self.args.cache_size) + RSS_ALLOWANCE) / 2**20, note="cache + 150 MiB")
 
     def note(self, text: str) -> None:
         """Keep a line for the notes under the tables (and show it now)."""

@@ -148,7 +148,11 @@ def _first_line(argv: list[str]) -> str:
 
 
 class CottonCandy(FileSystem):
-    """``cottoncandy-mount --foreground`` (as fast as its background mode), its metadata index under ``state``."""
+    """``cottoncandy-mount --foreground``, its metadata index under ``state``.
+
+    The same mount process as the default background mode, kept in the
+    foreground so that the script owns it like the peers' processes.
+    """
 
     name = OURS
     array_suffix = ".npy"

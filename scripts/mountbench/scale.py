@@ -14,13 +14,11 @@ from __future__ import annotations
 import sys
 
 from mountbench.baselines import boto3_list
-from mountbench.common import BUCKET, RSS_ALLOWANCE, Bench, tree_keys
+from mountbench.common import BUCKET, Bench, tree_keys
 from mountbench.figures import MIB, SECONDS, Figure, Target
 from mountbench.fileops import peak_rss_while, timed_ls
 from mountbench.mounts import S3FS, LiveMount
 from mountbench.runs import interleave, on_fresh_mount
-
-from cottoncandy.fuse.cli import parse_size
 
 
 def run(bench: Bench) -> list[Figure]:
@@ -56,12 +54,11 @@ def many_entries(bench: Bench) -> list[Figure]:
     print(f"scale: ls -lR of {n} arrays, RSS ...", file=sys.stderr)
     results = interleave(bench, on_fresh_mount(listed), repeat=1,
                          baseline=lambda: {"seconds": boto3_list(bench.client, BUCKET, "many/", n)})
-    limit = (parse_size(bench.args.cache_size) + RSS_ALLOWANCE) / 2**20
     what = f"{n} arrays in {sizes.many_dirs} dirs"
     return [
         Figure(f"cold ls -lR, {what} (one run)", SECONDS, results.values("seconds"), results.baseline("seconds"),
                "boto3 LIST"),
         Figure("  mount's peak RSS during it", MIB, results.values("peak"),
-               targets=[Target("<=", limit, note="cache + 150 MiB")]),
+               targets=[bench.rss_target()]),
         Figure("  that peak above the idle mount, per 10,000 entries", MIB, results.values("per10k")),
     ]
