@@ -5,7 +5,7 @@ own prefix, so that ``--only`` can run any section alone. Bulk uploads of
 small objects go through obstore (``put_async``, 64 in flight): measured here
 (3,000 128-byte objects with array metadata, load average 6-8) it put 1,700
 a second into rclone and 760 into SeaweedFS, where boto3 on 16 threads put
-370 and 310 (its PUTs hold the GIL). 100,000 arrays took about 100 s.
+370 and 310 (its PUTs hold the GIL): 100,000 arrays take one to two minutes.
 ``rclone serve s3`` keeps user metadata in memory, so writing files into its
 directory (faster still) would not give arrays.
 """
