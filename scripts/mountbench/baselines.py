@@ -1,4 +1,4 @@
-"""Raw boto3 baselines, measured in the same run as the mounts: what the server gives a plain client.
+"""Raw boto3 baselines, measured in the same run as what they are compared with (all the bench scripts).
 
 * :func:`boto3_parallel_get`: 8 parallel 8 MiB ranged GETs of one object, the
   throughput a tuned client gets (one boto3 client reads about 1.1 GB/s from
