@@ -39,16 +39,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_mount import Row, print_table  # noqa: E402
+from benchtable import Row, print_table  # noqa: E402
 from cc040 import CC040, cc040_python, smooth_array  # noqa: E402
+from mountbench.baselines import PART, THREADS, boto3_parallel_get  # noqa: E402
 from tests.servers import add_server_option, start_server  # noqa: E402
 
 import cottoncandy as cc  # noqa: E402
-from cottoncandy.codecs import DEFAULT_COMPRESSION  # noqa: E402
-from cottoncandy.gzipcodec import LIBRARY_ENV, deflate_library, inflate_library  # noqa: E402
+from cottoncandy.format.compression import DEFAULT_COMPRESSION  # noqa: E402
+from cottoncandy.format.gzipcodec import LIBRARY_ENV, deflate_library, inflate_library  # noqa: E402
 
-PART = 8 << 20
-THREADS = 8
 
 RSS_PROBE = r"""
 import sys, cottoncandy as cc
@@ -72,16 +71,6 @@ def best_of(repeat: int, func) -> float:
         func()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def boto3_ranged_get(client, bucket: str, key: str, size: int) -> None:
-    def fetch(start: int) -> int:
-        end = min(start + PART, size) - 1
-        body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"]
-        return len(body.read())
-
-    with ThreadPoolExecutor(THREADS) as pool:
-        assert sum(pool.map(fetch, range(0, size, PART))) == size
 
 
 def boto3_multipart_put(client, bucket: str, key: str, parts: list[bytes]) -> None:
@@ -230,10 +219,10 @@ def main() -> None:
         raw = arr.tobytes()
         parts = [raw[i:i + PART] for i in range(0, nbytes, PART)]
         client.put_object(Bucket=bucket, Key="baseline", Body=raw)
-        boto3_ranged_get(client, bucket, "baseline", nbytes)  # first GET computes rclone's checksum
+        boto3_parallel_get(client, bucket, "baseline", nbytes)  # first GET computes rclone's checksum
 
         rows = []
-        t_get = best_of(args.repeat, lambda: boto3_ranged_get(client, bucket, "baseline", nbytes))
+        t_get = best_of(args.repeat, lambda: boto3_parallel_get(client, bucket, "baseline", nbytes))
         t_put = best_of(args.repeat, lambda: boto3_multipart_put(client, bucket, "baseline-put", parts))
         rows.append(("boto3 parallel ranged GET (baseline)", mb / t_get, 1.0, ""))
         rows.append(("boto3 parallel multipart PUT (baseline)", mb / t_put, 1.0, ""))

@@ -14,7 +14,6 @@ import argparse
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,25 +21,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cottoncandy.backends.s3 import S3Backend  # noqa: E402
-from cottoncandy.codecs import get_codec  # noqa: E402
 from cottoncandy.config import Credentials, S3Settings  # noqa: E402
+from cottoncandy.format.codecs import get_codec  # noqa: E402
+from cottoncandy.format.metadata import ArrayMeta  # noqa: E402
 from cottoncandy.fuse.reader import ReadPath  # noqa: E402
 from cottoncandy.fuse.sources import RawArrayFile  # noqa: E402
-from cottoncandy.metadata import ArrayMeta  # noqa: E402
+from mountbench.baselines import boto3_parallel_get  # noqa: E402
 from tests.servers import start_rclone  # noqa: E402
-
-BLOCK = 8 << 20
-
-
-def _raw_boto3(client, bucket: str, key: str, size: int) -> float:
-    def get(start: int) -> int:
-        end = min(start + BLOCK, size) - 1
-        return len(client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"].read())
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool:
-        total = sum(pool.map(get, range(0, size, BLOCK)))
-    return total / (time.perf_counter() - t0)
 
 
 def _sequential(rp: ReadPath, source, read_size: int) -> float:
@@ -87,8 +74,8 @@ def main(argv: list[str] | None = None) -> None:
                 backend.write(key, body, meta.to_metadata())
                 info = backend.head(key)
                 sources[comp or "raw"] = RawArrayFile(key, info.etag, info.size, meta)
-                _raw_boto3(client, "bench", key, info.size)  # rclone checksums on first GET
-            base = _raw_boto3(client, "bench", "bench/raw", nbytes)
+                boto3_parallel_get(client, "bench", key, info.size)  # rclone checksums on first GET
+            base = nbytes / boto3_parallel_get(client, "bench", "bench/raw", nbytes)
             rows = [("boto3 8x8MiB ranged GETs", base)]
             for name, source in sources.items():
                 for pattern, fn in (("sequential", _sequential), ("random", _random)):

@@ -1,11 +1,10 @@
-"""Location and manifest of the golden store written by cottoncandy 0.4.0 (``shared/golden``)."""
+"""The golden store written by cottoncandy 0.4.0: now in :mod:`tests.helpers` (read on first use).
+
+Kept for the modules that still import it from here.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from .helpers import GOLDEN_DIR, MANIFEST
 
-GOLDEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "golden" / "cottoncandy-0.4.0"
-if not (GOLDEN_DIR / "MANIFEST.json").is_file():
-    raise RuntimeError(f"golden store missing: {GOLDEN_DIR} (the shared/ directory must sit beside the repository)")
-MANIFEST: dict = json.loads((GOLDEN_DIR / "MANIFEST.json").read_text())
+__all__ = ["GOLDEN_DIR", "MANIFEST"]

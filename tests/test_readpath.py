@@ -11,15 +11,15 @@ import threading
 import numpy as np
 import pytest
 
-from cottoncandy.codecs import get_codec
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError
+from cottoncandy.format.codecs import get_codec
+from cottoncandy.format.manifests import dask_manifest_json, parse_dask_manifest, part_key
+from cottoncandy.format.metadata import ArrayMeta
 from cottoncandy.fuse.cache import BlockCache
 from cottoncandy.fuse.gzindex import SNAPSHOT_BYTES
 from cottoncandy.fuse.reader import ReadPath
 from cottoncandy.fuse.sources import (DaskArrayFile, InMemoryFile, ObjectBody, RawArrayFile, array_header,
                                       file_size)
-from cottoncandy.manifests import dask_manifest_json, parse_dask_manifest, part_key
-from cottoncandy.metadata import ArrayMeta
 
 from .conftest import READ_PATH_SERVERS, on_backends
 from .golden import GOLDEN_DIR, MANIFEST

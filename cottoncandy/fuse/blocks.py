@@ -28,7 +28,7 @@ from ..errors import ArrayFormatError, CottonCandyError, StorageError
 from .cache import BlockCache
 
 if TYPE_CHECKING:
-    from ..codecs import Codec
+    from ..format.codecbase import Codec
 
 __all__ = ["ReadContext", "ObjectLocks", "BlockStream", "StoredStream", "CodecStream", "EmptyStream"]
 

@@ -15,10 +15,11 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+
 from ..backends.base import ObjectInfo
 from ..errors import ArrayFormatError, CottonCandyError
-from ..manifests import DaskManifest, SparseManifest, is_dask_manifest
-from ..metadata import ArrayMeta, is_array_metadata
+from ..format.manifests import DaskManifest, SparseManifest, classify, is_dask_manifest, manifest_key
+from ..format.metadata import ArrayMeta, is_array_metadata
 from .entries import (
     BrokenEntry,
     DaskArrayEntry,
@@ -30,7 +31,6 @@ from .entries import (
 )
 from .names import NAME_MAX, array_name, assign_names, basename, is_hidden_key, name_bytes
 from .objectmeta import HeadResult, ObjectMetadata
-from .pending_core import classify, manifest_key
 from .sources import DaskArrayFile, ObjectBody, RawArrayFile, SparseMatrixFile
 
 logger = logging.getLogger(__name__)

@@ -121,7 +121,7 @@ def open_backend(args: argparse.Namespace, quick: bool = False) -> tuple[Storage
     credentials fail at once). The listing proves that the mounted prefix can
     be read. Raises :class:`MountError`.
     """
-    from ..connect import make_backend
+    from ..backends.connect import make_backend
 
     settings = s3_settings(args, quick) if args.backend == "s3" else {}
     where = "the local store" if args.backend == "local" else \

@@ -22,10 +22,9 @@ import numpy as np
 
 from ..backends.base import ObjectInfo
 from ..errors import ArrayFormatError
-from ..manifests import DaskManifest
-from ..metadata import ArrayMeta
+from ..format.manifests import DaskManifest
+from ..format.metadata import ArrayMeta
 from .blocks import BlockStream, ReadContext
-from .pending_core import chunks_touching
 
 __all__ = ["DaskStream", "decompose"]
 
@@ -148,7 +147,7 @@ class DaskStream:
             rect_shape = (hi - lo,) + self.shape[k + 1:]
             box = [slice(prefix[a], prefix[a] + 1) for a in range(k)] + [slice(lo, hi)]
             box += [slice(0, self.shape[a]) for a in range(k + 1, ndim)]
-            for index in chunks_touching(self.manifest, box):
+            for index in self.manifest.chunks_touching(box):
                 part = self._parts[index]
                 off, shp = part.offset, part.shape
                 box_lo = [prefix[a] - off[a] for a in range(k)]

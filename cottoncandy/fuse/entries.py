@@ -27,8 +27,8 @@ from typing import ClassVar, Generic, TypeVar
 from typing_extensions import override
 
 from ..backends.base import ObjectInfo
-from ..metadata import stored_shape
-from .pending_core import stored_compression
+from ..format.compression import stored_compression
+from ..format.metadata import stored_shape
 from .sources import DaskArrayFile, ObjectBody, RawArrayFile, Source, SparseMatrixFile
 
 NPY, NPZ = ".npy", ".npz"

@@ -33,7 +33,7 @@ from typing import Any, Hashable
 from typing_extensions import override
 
 from ..errors import ArrayFormatError
-from ..gzipcodec import GZIP_WBITS, decode_errors, inflate_library
+from ..format.gzipcodec import GZIP_WBITS, decode_errors, inflate_library
 from .blocks import BlockStream, ReadContext
 from .gzindex import GzipIndex, ObjectState
 

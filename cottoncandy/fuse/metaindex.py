@@ -40,7 +40,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,22 +264,6 @@ class MetadataIndex:
                     self._prune()
             except sqlite3.OperationalError as exc:  # busy: another mount is writing; it is only a cache
                 logger.debug("metadata index write skipped: %s", exc)
-            except sqlite3.Error as exc:
-                self._failed(exc)
-
-    def forget(self, keys: Sequence[str]) -> None:
-        """Drop the rows of ``keys`` (objects seen deleted)."""
-        if not keys:
-            return
-        with self._lock:
-            if self._db is None:
-                return
-            try:
-                with self._transaction():
-                    self._db.executemany("DELETE FROM objects WHERE location = ? AND key = ?",
-                                         [(self.location, k) for k in keys])
-            except sqlite3.OperationalError as exc:
-                logger.debug("metadata index delete skipped: %s", exc)
             except sqlite3.Error as exc:
                 self._failed(exc)
 

@@ -20,9 +20,9 @@ from typing import Any
 from cachetools import LRUCache, TTLCache
 
 from ..backends.base import ObjectInfo, StorageBackend
-from ..metadata import ARRAY_METADATA_KEYS
+from ..format.manifests import may_be_manifest
+from ..format.metadata import ARRAY_METADATA_KEYS
 from .metaindex import IndexedObject, MetadataIndex
-from .pending_core import may_be_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class ObjectMetadata:
         """The JSON object in a ``metadata.json`` (cached by ETag, kept in the index).
 
         ``None`` when it is not a JSON object, or not worth reading (too big, or
-        a raw array: see :func:`~cottoncandy.fuse.pending_core.may_be_manifest`).
+        a raw array: see :func:`~cottoncandy.format.manifests.may_be_manifest`).
         """
         cache_key = (info.key, info.etag)
         with self._lock:

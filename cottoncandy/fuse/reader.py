@@ -24,9 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Union
 
 from ..backends.base import StorageBackend
-from ..codecs import get_codec, normalize_compression
 from ..errors import ArrayFormatError, StorageError
-from ..metadata import ArrayMeta
+from ..format.codecs import get_codec
+from ..format.compression import normalize_compression
+from ..format.metadata import ArrayMeta
 from .blocks import BlockStream, CodecStream, EmptyStream, ObjectLocks, ReadContext, StoredStream
 from .cache import BlockCache
 from .daskstream import DaskStream

@@ -21,10 +21,9 @@ from typing import TypeVar, Union
 from typing_extensions import override
 
 from ..backends.base import ObjectInfo
-from ..manifests import DaskManifest, SparseManifest
-from ..metadata import ArrayMeta
-from ..npyheader import npy_file_size, npy_header
-from .pending_core import sparse_part_keys
+from ..format.manifests import DaskManifest, SparseManifest
+from ..format.metadata import ArrayMeta
+from ..format.npyheader import npy_file_size, npy_header
 
 __all__ = [
     "ObjectBody",
@@ -205,7 +204,7 @@ class SparseMatrixFile(PartedFile):
         ArrayFormatError
             When the manifest lacks one of them.
         """
-        return frozenset(sparse_part_keys(self.manifest).values())
+        return frozenset(self.manifest.part_keys().values())
 
     @override
     def with_parts(self, parts: Mapping[str, ObjectInfo]) -> SparseMatrixFile:

@@ -21,9 +21,9 @@ import numpy as np
 from cachetools import LRUCache
 
 from ..errors import ArrayFormatError, CottonCandyError
-from ..metadata import ArrayMeta
+from ..format.metadata import ArrayMeta
+from ..format.sparse import assemble_sparse
 from .cache import BlockCache
-from .pending_core import assemble_sparse, sparse_part_keys
 from .sources import RawArrayFile, SparseMatrixFile
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class SparseFiles:
 
         manifest = source.manifest
         try:
-            arrays = {attr: self._load(source, key) for attr, key in sparse_part_keys(manifest).items()}
+            arrays = {attr: self._load(source, key) for attr, key in manifest.part_keys().items()}
         except (ValueError, OSError) as exc:
             if isinstance(exc, CottonCandyError):
                 raise

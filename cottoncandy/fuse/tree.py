@@ -29,13 +29,13 @@ from cachetools import TTLCache
 
 from ..backends.base import ObjectInfo, StorageBackend
 from ..errors import ArrayFormatError, ObjectNotFoundError
+from ..format.manifests import manifest_key
 from .classify import Classifier
 from .entries import Directory, Entry, FileEntry
 from .listings import DEFAULT_MAX_ENTRIES, Listings
 from .metaindex import MetadataIndex
 from .names import MARKED_NAME, assign_names, candidates_for, is_hidden_key
 from .objectmeta import ObjectMetadata
-from .pending_core import manifest_key
 from .sources import PartedFile, Source
 
 logger = logging.getLogger(__name__)
