@@ -20,7 +20,6 @@ import pytest
 import cottoncandy as cc
 from cottoncandy.format.arrays import encode_array
 from cottoncandy.format.compression import DEFAULT_COMPRESSION
-from cottoncandy.interface import Interface
 from tests.home040 import make_home
 
 SCRIPTS = Path(__file__).parent / "scripts040"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -16,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ import psutil
 import pytest
 
 from tests.conftest import S3_SERVERS, new_bucket
-from tests.golden import GOLDEN_DIR, MANIFEST
+from tests.helpers import GOLDEN_DIR, MANIFEST, sha256, wait_until
 from tests.mountutil import (
     mount_command,
     mount_env,
@@ -40,10 +38,6 @@ ROOT_DIRS = {"dask", "misc", "project", "raw", "sparse"}
 DEADLINE = 20.0
 
 
-def sha256(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-
-
 def mount_path(key: str, entry: dict) -> str:
     """Where a MANIFEST entry appears in the mount."""
     kind = entry["kind"]
@@ -56,18 +50,6 @@ def mount_path(key: str, entry: dict) -> str:
 
 def server_env(server) -> dict[str, str]:
     return mount_env(server.endpoint_url, server.access_key, server.secret_key)
-
-
-def wait_until(predicate, timeout: float = DEADLINE, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling interval, bounded by the deadline
 
 
 @pytest.fixture(scope="module", params=("local",) + S3_SERVERS)

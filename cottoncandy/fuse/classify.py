@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from ..backends.base import ObjectInfo
-from ..errors import ArrayFormatError, CottonCandyError
+from ..errors import CottonCandyError
 from ..format.manifests import DaskManifest, SparseManifest, classify, is_dask_manifest, manifest_key
 from ..format.metadata import ArrayMeta, is_array_metadata
 from .entries import (

@@ -26,7 +26,7 @@ from mountbench.baselines import boto3_parallel_get
 from mountbench.figures import Target
 from mountbench.mounts import FileSystem
 
-from cottoncandy.fuse.cli import parse_size
+from cottoncandy.fuse.options import parse_size
 from cottoncandy.format.metadata import ArrayMeta
 
 BUCKET = "benchmount"
