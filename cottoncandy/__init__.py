@@ -7,7 +7,7 @@ Importing the package reads no file, opens no connection and prints nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AccessDeniedError,
@@ -23,6 +23,9 @@ from .errors import (
     UnknownCodecError,
     UnsupportedArrayError,
 )
+
+if TYPE_CHECKING:  # pragma: no cover - imported on first use (see __getattr__)
+    from .interface import Interface
 
 __version__ = "1.0.0.dev0"
 
@@ -102,7 +105,7 @@ def get_interface(
     """
     import logging
 
-    from .connect import make_backend
+    from .backends.connect import make_backend
     from .interface import Interface
 
     store = make_backend(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno as _errno
 
+from typing_extensions import override
+
 
 class CottonCandyError(Exception):
     """Base class of all cottoncandy errors.
@@ -29,6 +31,7 @@ class CottonCandyError(Exception):
         self.key = key
         self.message = message
 
+    @override
     def __str__(self) -> str:
         return self.message
 

@@ -1,30 +1,35 @@
 """The user-facing Interface: cottoncandy 0.4.0's method names over a storage backend.
 
 The Interface holds a :class:`~cottoncandy.backends.base.StorageBackend` and
-delegates: object and file transfers to :mod:`cottoncandy.objectio`, raw arrays
-to :mod:`cottoncandy.arrayio`, listings to :mod:`cottoncandy.listing`, the
-chunked/sparse/grouped formats to their own modules, and 0.4.0's lower-level
-methods (boto3 objects) to :attr:`Interface.backend_interface`
+delegates: object and file transfers to :mod:`cottoncandy.transfer.objectio`,
+raw arrays to :mod:`cottoncandy.transfer.arrayio`, listings to
+:mod:`cottoncandy.transfer.listing`, the chunked/sparse/grouped formats and
+the browser to :mod:`cottoncandy.extensions`, and 0.4.0's lower-level methods
+(boto3 objects) to :attr:`Interface.backend_interface`
 (:mod:`cottoncandy.backends.legacy`). Backends are made by
-:func:`cottoncandy.connect.make_backend`.
+:func:`cottoncandy.backends.connect.make_backend`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
 from typing import Any, Mapping
 
 import numpy as np
+from typing_extensions import override
 
-from . import arrayio, listing, objectio
 from .backends import legacy
 from .backends.base import StorageBackend
-from .codecs import DEFAULT_COMPRESSION
 from .errors import ObjectNotFoundError
+from .extensions import browser, dask_arrays, groups, sparse_arrays
+from .format.compression import DEFAULT_COMPRESSION
 from .paths import has_magic, normalize_key, normalize_prefix
-from .progress import ProgressArg
+from .transfer import arrayio, listing, objectio
+from .transfer.progress import ProgressArg
+from .usermeta import string_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class Interface:
         self.progress = progress
         self._backend_interface: legacy.BackendInterface | None = None
 
+    @override
     def __repr__(self) -> str:
         return f"<cottoncandy.Interface {self.backend!r}>"
 
@@ -244,7 +250,7 @@ class Interface:
             src_backend.copy(src, dst)
         else:
             stream, info = src_backend.open_stream(src)
-            with stream:
+            with contextlib.closing(stream):
                 dst_backend.write(dst, stream, info.metadata)
         return dst
 
@@ -260,7 +266,10 @@ class Interface:
     def upload_object(self, object_name: str, body: Any, acl: str | None = None, threads: int | None = None,
                       **metadata: str) -> None:
         """Store ``body`` (bytes or a readable binary file) with optional user metadata."""
-        self.backend.write(normalize_key(object_name), body, objectio.string_metadata(metadata))
+        self._put(object_name, body, metadata)
+
+    def _put(self, object_name: str, body: Any, metadata: Mapping[str, Any]) -> None:
+        self.backend.write(normalize_key(object_name), body, string_metadata(metadata))
 
     def download_object(self, object_name: str, threads: int | None = None) -> bytes:
         """Return an object's body as bytes."""
@@ -295,7 +304,7 @@ class Interface:
     def upload_json(self, object_name: str, ddict: Any, acl: str | None = None, threads: int = 1,
                     **metadata: str) -> None:
         """Store a JSON-serialisable value."""
-        self.upload_object(object_name, objectio.to_json(ddict), **metadata)
+        self._put(object_name, objectio.to_json(ddict), metadata)
 
     def download_json(self, object_name: str, threads: int = 1) -> Any:
         """Load a JSON object."""
@@ -307,7 +316,7 @@ class Interface:
         """Store any picklable Python object."""
         import pickle
 
-        self.upload_object(object_name, pickle.dumps(data_object), **metadata)
+        self._put(object_name, pickle.dumps(data_object), metadata)
 
     def download_pickle(self, object_name: str, threads: int | None = None) -> Any:
         """Load a pickled object. Only unpickle data you trust."""
@@ -319,7 +328,7 @@ class Interface:
     def upload_npy_array(self, object_name: str, array: np.ndarray, acl: str | None = None,
                          threads: int | None = None, **metadata: str) -> None:
         """Store an array in ``.npy`` format (readable by ``np.load`` after download)."""
-        arrayio.upload_npy(self.backend, normalize_key(object_name), array, objectio.string_metadata(metadata))
+        arrayio.upload_npy(self.backend, normalize_key(object_name), array, string_metadata(metadata))
 
     def download_npy_array(self, object_name: str, threads: int | None = None) -> np.ndarray:
         """Load an array stored in ``.npy`` format."""
@@ -339,8 +348,8 @@ class Interface:
         compression : str or bool
             ``False``/``None`` for raw bytes, ``'gzip'``, or a numcodecs id
             (``'Zstd'``, ``'LZ4'``, ``'Blosc'``...). ``True`` means the default,
-            :data:`cottoncandy.codecs.DEFAULT_COMPRESSION` (one rule for every
-            API: :func:`cottoncandy.codecs.normalize_compression`).
+            :data:`cottoncandy.format.compression.DEFAULT_COMPRESSION` (one rule for every
+            API: :func:`cottoncandy.format.compression.normalize_compression`).
         progress : bool or callable, optional
             Overrides the Interface's progress setting for this call.
         **metadata : str
@@ -352,7 +361,7 @@ class Interface:
                           DeprecationWarning, stacklevel=2)
             compression = "gzip" if metadata.pop("gzip") else False
         arrayio.upload_raw(self.backend, normalize_key(object_name), array, compression,
-                           objectio.string_metadata(metadata), self._progress(progress))
+                           string_metadata(metadata), self._progress(progress))
 
     def download_raw_array(self, object_name: str, buffersize: int | None = None, threads: int | None = None,
                            progress: ProgressArg = None, **kwargs: Any) -> np.ndarray:
@@ -366,57 +375,39 @@ class Interface:
     def upload_dask_array(self, object_name: str, arr: Any, axis: int | None = -1, buffersize: int | None = None,
                           threads: int | None = None, progress: ProgressArg = None, **metakwargs: str) -> None:
         """Store a numpy or dask array as chunks ``<name>/pt0000...`` plus ``<name>/metadata.json``."""
-        from . import dask_arrays
-
-        dask_arrays.upload_dask_array(self, normalize_key(object_name), arr, axis, buffersize,
-                                      self._progress(progress), objectio.string_metadata(metakwargs))
+        dask_arrays.upload_dask_array(self.backend, normalize_key(object_name), arr, axis, buffersize,
+                                      self._progress(progress), string_metadata(metakwargs))
 
     def download_dask_array(self, object_name: str, dask_name: str = "array", threads: int | None = None):
         """Open a stored dask array lazily: only the chunks a computation touches are downloaded."""
-        from . import dask_arrays
-
-        return dask_arrays.download_dask_array(self, normalize_key(object_name), dask_name)
+        return dask_arrays.download_dask_array(self.backend, normalize_key(object_name), dask_name)
 
     def open_dask_array(self, object_name: str, chunks: Any = "auto"):
         """Open an uncompressed raw array lazily as a dask array whose chunks are ranged GETs."""
-        from . import dask_arrays
-
-        return dask_arrays.open_dask_array(self, normalize_key(object_name), chunks)
+        return dask_arrays.open_dask_array(self.backend, normalize_key(object_name), chunks)
 
     def upload_sparse_array(self, object_name: str, arr: Any, threads: int | None = None) -> None:
         """Store a scipy.sparse matrix (csr, csc, coo, bsr, dia; others as csr)."""
-        from . import sparse_arrays
-
-        sparse_arrays.upload_sparse_array(self, normalize_key(object_name), arr)
+        sparse_arrays.upload_sparse_array(self.backend, normalize_key(object_name), arr)
 
     def download_sparse_array(self, object_name: str, threads: int | None = None):
         """Load a scipy.sparse matrix stored by :meth:`upload_sparse_array`."""
-        from . import sparse_arrays
-
-        return sparse_arrays.download_sparse_array(self, normalize_key(object_name))
+        return sparse_arrays.download_sparse_array(self.backend, normalize_key(object_name))
 
     def dict2cloud(self, object_name: str, array_dict: Mapping[str, Any], acl: str | None = None,
                    verbose: bool = True, threads: int | None = None, **metadata: str) -> None:
         """Store a (nested) dict of arrays: one raw array per leaf, sub-dicts as sub-directories."""
-        from . import groups
-
-        groups.dict2cloud(self, normalize_key(object_name), array_dict, objectio.string_metadata(metadata))
+        groups.dict2cloud(self.backend, normalize_key(object_name), array_dict, string_metadata(metadata))
 
     def cloud2dict(self, object_root: str, verbose: bool = True, keys: Any = None, threads: int | None = None,
                    **metadata: str) -> dict:
         """Load a directory of raw arrays as a nested dict (only ``keys`` if given)."""
-        from . import groups
-
-        return groups.cloud2dict(self, normalize_key(object_root), keys)
+        return groups.cloud2dict(self.backend, normalize_key(object_root), keys)
 
     def cloud2dataset(self, object_root: str, **metadata: str):
         """A browser object rooted at ``object_root``."""
-        from . import browser
-
-        return browser.make_browser(self, normalize_key(object_root, allow_empty=True))
+        return browser.make_browser(self.backend, normalize_key(object_root, allow_empty=True), self.progress)
 
     def get_browser(self):
         """A tab-completion browser rooted at the bucket root."""
-        from . import browser
-
-        return browser.make_browser(self, "")
+        return browser.make_browser(self.backend, "", self.progress)

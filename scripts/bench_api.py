@@ -45,8 +45,8 @@ from mountbench.baselines import PART, THREADS, boto3_parallel_get  # noqa: E402
 from tests.servers import add_server_option, start_server  # noqa: E402
 
 import cottoncandy as cc  # noqa: E402
-from cottoncandy.codecs import DEFAULT_COMPRESSION  # noqa: E402
-from cottoncandy.gzipcodec import LIBRARY_ENV, deflate_library, inflate_library  # noqa: E402
+from cottoncandy.format.compression import DEFAULT_COMPRESSION  # noqa: E402
+from cottoncandy.format.gzipcodec import LIBRARY_ENV, deflate_library, inflate_library  # noqa: E402
 
 
 RSS_PROBE = r"""

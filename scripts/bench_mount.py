@@ -63,7 +63,7 @@ from tests.servers import add_server_option, start_server  # noqa: E402
 import cottoncandy as cc  # noqa: E402
 from cottoncandy.backends.s3store import make_store  # noqa: E402
 from cottoncandy.config import S3Settings  # noqa: E402
-from cottoncandy.fuse.cli import parse_size  # noqa: E402
+from cottoncandy.fuse.options import parse_size  # noqa: E402
 
 #: The sections, in the order they run.
 SECTIONS = {"reads": reads.run, "gzip": gzipped.run, "listing": listing.run, "scale": scale.run,

@@ -21,11 +21,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cottoncandy.backends.s3 import S3Backend  # noqa: E402
-from cottoncandy.codecs import get_codec  # noqa: E402
 from cottoncandy.config import Credentials, S3Settings  # noqa: E402
+from cottoncandy.format.codecs import get_codec  # noqa: E402
+from cottoncandy.format.metadata import ArrayMeta  # noqa: E402
 from cottoncandy.fuse.reader import ReadPath  # noqa: E402
 from cottoncandy.fuse.sources import RawArrayFile  # noqa: E402
-from cottoncandy.metadata import ArrayMeta  # noqa: E402
 from mountbench.baselines import boto3_parallel_get  # noqa: E402
 from tests.servers import start_rclone  # noqa: E402
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numcodecs
 import numpy as np
 
+from cottoncandy.backends.local import SIDECAR_SUFFIX
 from cottoncandy.errors import ArrayFormatError, CottonCandyError, UnknownCodecError
 
 GOOD = np.arange(1000, dtype="<f8")
@@ -35,6 +36,34 @@ def _meta(**fields: str) -> dict[str, str]:
     return {**GOOD_META, **fields}
 
 
+#: Array metadata (``dtype`` and ``shape`` present) that no reader may accept.
+BAD_METADATA: dict[str, dict[str, str]] = {
+    "dtype_garbage": _meta(dtype="<x9"),
+    "dtype_unknown_size": _meta(dtype="<f7"),
+    "dtype_words": _meta(dtype="garbage"),
+    "dtype_object": _meta(dtype="|O"),
+    "dtype_object_bare": _meta(dtype="O"),
+    "dtype_subarray": _meta(dtype="(2,)<f8", shape="500"),
+    "dtype_empty": _meta(dtype=""),
+    "dtype_no_size": _meta(dtype="<U0"),
+    "shape_negative": _meta(shape="-1,1000"),
+    "shape_words": _meta(shape="a,b"),
+    "shape_empty_dim": _meta(shape="10,,100"),
+    "shape_float": _meta(shape="1e3"),
+    "shape_huge": _meta(shape="1000000000000,1000000000"),
+    "shape_too_large": _meta(shape=f"{2**40},1000000"),
+    "shape_overflow": _meta(shape="9223372036854775807,9223372036854775807,16"),
+    "shape_many_dims": _meta(shape=",".join(["1"] * 100)),
+    "order_x": _meta(order="X"),
+    "legacy_gzip_maybe": {"dtype": "<f8", "shape": "1000", "gzip": "maybe"},
+}
+#: User metadata that does not describe a raw array at all (no reader may take it for one).
+NOT_ARRAYS: dict[str, dict[str, str]] = {
+    "shape_only": {"shape": "3"},
+    "dtype_only": {"dtype": "<f8"},
+}
+
+
 def bad_objects() -> dict[str, Bad]:
     """Name -> corrupt raw array (the name is also the key's last segment)."""
     raw = GOOD.tobytes()
@@ -42,19 +71,9 @@ def bad_objects() -> dict[str, Bad]:
     zstd = bytes(numcodecs.Zstd().encode(raw))
     return {
         # metadata that cannot describe an array
-        "dtype_garbage": Bad(raw, _meta(dtype="<x9")),
-        "dtype_object": Bad(raw, _meta(dtype="|O")),
-        "dtype_subarray": Bad(raw, _meta(dtype="(2,)<f8", shape="500")),
-        "dtype_empty": Bad(raw, _meta(dtype="")),
-        "shape_negative": Bad(raw, _meta(shape="-1,1000")),
-        "shape_words": Bad(raw, _meta(shape="a,b")),
-        "shape_huge": Bad(raw, _meta(shape="1000000000000,1000000000")),
-        "shape_overflow": Bad(raw, _meta(shape="9223372036854775807,9223372036854775807,16")),
-        "shape_many_dims": Bad(raw, _meta(shape=",".join(["1"] * 100))),
-        "order_x": Bad(raw, _meta(order="X")),
+        **{name: Bad(raw, metadata) for name, metadata in BAD_METADATA.items()},
         "codec_unknown": Bad(raw, _meta(compression="Snappy9"), UnknownCodecError),
         "codec_pickle": Bad(raw, _meta(compression="pickle"), UnknownCodecError),
-        "legacy_gzip_maybe": Bad(raw, {"dtype": "<f8", "shape": "1000", "gzip": "maybe"}),
         "legacy_gzip_true_raw_body": Bad(raw, {"dtype": "<f8", "shape": "1000", "gzip": "True"}),
         # bodies that do not hold what the metadata says
         "body_short": Bad(raw[:-8], _meta()),
@@ -73,12 +92,12 @@ def bad_objects() -> dict[str, Bad]:
 
 
 def write_local(root: Path, key: str, body: bytes, metadata: dict[str, str] | None) -> None:
-    """Write an object in the local-backend layout directly (file plus ``.meta.json``)."""
+    """Write an object in the local-backend layout directly (file plus its JSON sidecar)."""
     path = root / key
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(body)
     if metadata is not None:
-        path.with_name(path.name + ".meta.json").write_text(json.dumps(metadata))
+        path.with_name(path.name + SIDECAR_SUFFIX).write_text(json.dumps(metadata))
 
 
 def put_s3(client, bucket: str, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:

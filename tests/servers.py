@@ -34,10 +34,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cottoncandy.backends.local import SIDECAR_SUFFIX
+
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
-SIDECAR_SUFFIX = ".meta.json"
 
 
 class ServerStartError(RuntimeError):

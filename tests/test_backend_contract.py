@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 
 from cottoncandy.backends.base import Listing, ObjectInfo
-from cottoncandy.interface import Interface
-from cottoncandy.listing import glob
 from cottoncandy.errors import (
     AccessDeniedError,
     CottonCandyError,
@@ -20,6 +18,8 @@ from cottoncandy.errors import (
     ObjectNotFoundError,
     StorageError,
 )
+from cottoncandy.interface import Interface
+from cottoncandy.transfer.listing import glob
 
 from .conftest import LISTING_SERVERS, on_backends
 

@@ -6,22 +6,14 @@ import numpy as np
 import pytest
 
 import cottoncandy
-from cottoncandy.browser import Directory, Group, ObjectNode, attribute_name
-from cottoncandy.interface import Interface
+from cottoncandy.extensions.browser import Directory, Group, ObjectNode, attribute_name
 
-from .golden import GOLDEN_DIR, MANIFEST
-from .servers import iter_local_layout
-
-
-@pytest.fixture
-def cci(backend):
-    return Interface(backend)
+from .helpers import MANIFEST, put_golden
 
 
 @pytest.fixture
 def golden(cci, backend):
-    for key, path, metadata in iter_local_layout(GOLDEN_DIR):
-        backend.write(key, path.read_bytes(), metadata)
+    put_golden(backend)
     return cci
 
 

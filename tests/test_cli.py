@@ -231,7 +231,7 @@ def test_credentials_refused_by_the_server(rclone_server, capsys, mountpoint, mo
 
 def test_profile_credentials_and_region_reach_the_server(rclone_server, capsys, mountpoint, monkeypatch, tmp_path):
     """--profile takes the keys from ~/.aws (CC_* keys are then not used) and --region is the client's."""
-    from cottoncandy.connect import make_backend
+    from cottoncandy.backends.connect import make_backend
 
     bucket = "cc-cli-profile"
     rclone_server.client().create_bucket(Bucket=bucket)

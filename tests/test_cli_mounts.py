@@ -20,7 +20,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.golden import GOLDEN_DIR, MANIFEST
+from tests.helpers import GOLDEN_DIR, MANIFEST
 from tests.mountutil import installed_command, mount_command, mount_env, mounted, processes_using, reap, unmount
 
 ARRAY = np.arange(1000, dtype="<f8")

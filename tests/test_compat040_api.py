@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 
 import cottoncandy as cc
-from cottoncandy.arrays import encode_array
-from cottoncandy.codecs import DEFAULT_COMPRESSION
-from cottoncandy.interface import Interface
+from cottoncandy.format.arrays import encode_array
+from cottoncandy.format.compression import DEFAULT_COMPRESSION
 from tests.home040 import make_home
 
 SCRIPTS = Path(__file__).parent / "scripts040"
@@ -28,8 +27,9 @@ KEYS = ["data/a", "data/sub/b", "notes.txt"]
 
 
 @pytest.fixture
-def cci(backend):
-    interface = Interface(backend)
+def cci(cci):
+    """The Interface of conftest's ``cci``, holding the objects :data:`KEYS`."""
+    interface = cci
     for i, key in enumerate(KEYS):
         interface.upload_object(key, b"x" * (i + 1) * 100)
     return interface

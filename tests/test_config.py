@@ -1,4 +1,4 @@
-"""Credential and settings resolution (cottoncandy.config, cottoncandy.configfiles), without a server.
+"""Credential and settings resolution (cottoncandy.config: settings, files), without a server.
 
 The same rules against real servers and mounts are in tests/test_compat040_credentials.py.
 """

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -14,63 +12,15 @@ import pytest
 import dask.array as da
 
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError  # noqa: E402
+from cottoncandy.extensions.lazy_sources import box_index  # noqa: E402
 from cottoncandy.interface import Interface  # noqa: E402
-from cottoncandy.lazy_sources import box_index  # noqa: E402
 
-from .golden import GOLDEN_DIR as GOLDEN  # noqa: E402
-from .golden import MANIFEST  # noqa: E402
-from .servers import iter_local_layout  # noqa: E402
-
-
-@pytest.fixture
-def cci(backend):
-    return Interface(backend)
-
-
-def put_golden(backend, subdir: str) -> None:
-    """Copy the golden entries under ``subdir`` into the backend (sidecars -> metadata)."""
-    for key, path, metadata in iter_local_layout(GOLDEN):
-        if key.startswith(subdir + "/"):
-            backend.write(key, path.read_bytes(), metadata)
+from .helpers import MANIFEST, CountingBackend, put_golden  # noqa: E402
+from .helpers import sha256 as sha  # noqa: E402
 
 
 def golden_sha(key: str) -> str:
     return MANIFEST[key]["sha256"]
-
-
-def sha(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-
-
-class CountingBackend:
-    """Delegates to a backend and records every body read as ``(key, start, nbytes)``."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.reads: list[tuple[str, int, int]] = []
-        self._lock = threading.Lock()
-
-    def _record(self, key, start, nbytes):
-        with self._lock:
-            self.reads.append((key, start, nbytes))
-
-    def read_into(self, key, buffer, start=0, etag=None, progress=None):
-        self._record(key, start, memoryview(buffer).nbytes)
-        return self.inner.read_into(key, buffer, start, etag=etag, progress=progress)
-
-    def read_range(self, key, start, end, etag=None):
-        self._record(key, start, end - start)
-        return self.inner.read_range(key, start, end, etag)
-
-    def open_stream(self, key):
-        self._record(key, 0, -1)
-        return self.inner.open_stream(key)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def keys_read(self) -> set[str]:
-        return {key for key, _, _ in self.reads}
 
 
 # -- layout and round trips ------------------------------------------------------

@@ -377,7 +377,7 @@ def test_event_loop_is_lazy_closed_and_rebuilt_after_unpickling(rclone_server, r
 
 FORKED = """
 import os, sys
-from cottoncandy.connect import make_backend
+from cottoncandy.backends.connect import make_backend
 bucket = sys.argv[1]
 parent = make_backend(bucket, max_attempts=1, connect_timeout=5, read_timeout=10)
 parent.head("k")  # obstore's runtime now runs in this process

@@ -13,7 +13,6 @@ test (default 2 s; ``scripts/reliability_report.py`` uses longer windows).
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import signal
@@ -29,8 +28,10 @@ import cottoncandy as cc
 from cottoncandy.config import S3Settings
 from cottoncandy.errors import StorageError
 from cottoncandy.fuse.cli import build_parser, s3_settings
-from tests.conftest import drop_bucket, new_bucket
+from tests.conftest import new_bucket
 from tests.faultproxy import TRANSIENT, FaultProxy, part_number
+from tests.helpers import sha256 as digest
+from tests.helpers import wait_until
 from tests.mountutil import mount_env, mounted, processes_using, reap
 from tests.servers import free_port, make_client, start_rclone
 
@@ -61,18 +62,6 @@ def inject_one_of_each(proxy: FaultProxy) -> None:
         proxy.inject(kind, match=(lambda r: r.method == "GET") if kind == "cut" else None)
 
 
-def digest(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-
-
-def wait_until(predicate, timeout: float, what: str):
-    """Poll ``predicate`` until truthy or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)  # polling interval, bounded by the deadline
-    return value
 
 
 def direct(server, bucket: str, **settings):
@@ -94,10 +83,8 @@ def proxy(rclone_server):
 
 
 @pytest.fixture
-def bucket(rclone_server):
-    name = new_bucket(rclone_server)
-    yield name
-    drop_bucket(rclone_server, name)
+def bucket(rclone_server, buckets):
+    return buckets(rclone_server)
 
 
 # -- the proxy itself ------------------------------------------------------------

@@ -5,11 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import sys
 import warnings
 import zlib
-from pathlib import Path
 
 import numcodecs
 import numpy as np
@@ -18,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cottoncandy import codecs
-from cottoncandy.arrays import (
+from cottoncandy.errors import ArrayFormatError, UnknownCodecError, UnsupportedArrayError
+from cottoncandy.format import codecs, compressors
+from cottoncandy.format.arrays import (
     byte_view,
     decode_array,
     decode_array_into,
@@ -27,12 +26,15 @@ from cottoncandy.arrays import (
     encode_array,
     finish_array,
 )
-from cottoncandy.codecs import DEFAULT_COMPRESSION, codec_for_size, get_codec, normalize_compression
-from cottoncandy.errors import ArrayFormatError, UnknownCodecError, UnsupportedArrayError
-from cottoncandy.metadata import ArrayMeta, is_array_metadata
-from cottoncandy.npyheader import npy_file_size, npy_header
+from cottoncandy.format.codecs import codec_for_size, get_codec
+from cottoncandy.format.compression import DEFAULT_COMPRESSION, normalize_compression
+from cottoncandy.format.metadata import ArrayMeta, is_array_metadata
+from cottoncandy.format.npyheader import npy_file_size, npy_header
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "cottoncandy-0.4.0"
+from .helpers import GOLDEN_DIR as GOLDEN
+from .helpers import golden_entries, golden_metadata
+from .hostile import BAD_METADATA, NOT_ARRAYS
+
 CODECS = [None, "gzip", "Zstd", "LZ4", "Blosc", "Zlib", "BZ2", "LZMA"]
 KEY = "some/dir/obj"
 
@@ -60,18 +62,14 @@ def reference_decode(body: bytes, compression: str | None) -> bytes:
 
 
 def golden_raw_entries():
-    manifest = GOLDEN / "MANIFEST.json"
-    if not manifest.is_file():  # collected even when missing, so the test fails
-        return [("<missing golden store>", {})]
-    entries = json.loads(manifest.read_text())
-    return sorted((k, v) for k, v in entries.items() if v["kind"] == "raw")
+    return golden_entries("raw")  # collected even when the store is missing, so the test fails
 
 
 @pytest.mark.parametrize("key,entry", golden_raw_entries(), ids=lambda x: x if isinstance(x, str) else "")
 def test_golden_raw_arrays_decode(key, entry):
     assert GOLDEN.is_dir(), f"golden store missing: {GOLDEN}"
     body = (GOLDEN / key).read_bytes()
-    metadata = json.loads((GOLDEN / f"{key}.meta.json").read_text())
+    metadata = golden_metadata(key)
     meta = ArrayMeta.from_metadata(metadata, key)
     arr = decode_array(body, meta, key)
     assert arr.dtype.str == entry["dtype"]
@@ -91,7 +89,7 @@ def test_golden_has_all_codecs():
 @pytest.mark.parametrize("compression", CODECS)
 def test_golden_reencoded_readable_by_reference_decoders(compression):
     for key, entry in golden_raw_entries():
-        meta = ArrayMeta.from_metadata(json.loads((GOLDEN / f"{key}.meta.json").read_text()), key)
+        meta = ArrayMeta.from_metadata(golden_metadata(key), key)
         arr = decode_array((GOLDEN / key).read_bytes(), meta, key)
         body, metadata = encode_array(arr, compression, key)
         stored = ArrayMeta.from_metadata(metadata).compression
@@ -286,27 +284,8 @@ def test_missing_numcodecs(monkeypatch):
         codecs._lookup.cache_clear()
 
 
-@pytest.mark.parametrize(
-    "metadata",
-    [
-        {"shape": "3"},
-        {"dtype": "<f8"},
-        {"dtype": "<f7", "shape": "3"},
-        {"dtype": "garbage", "shape": "3"},
-        {"dtype": "", "shape": "3"},
-        {"dtype": "O", "shape": "3"},
-        {"dtype": "|O", "shape": "3"},
-        {"dtype": "<U0", "shape": "3"},
-        {"dtype": "<f8", "shape": "-1,3"},
-        {"dtype": "<f8", "shape": "a,b"},
-        {"dtype": "<f8", "shape": "3,,4"},
-        {"dtype": "<f8", "shape": "1e3"},
-        {"dtype": "<f8", "shape": str(2**40) + ",1000000"},
-        {"dtype": "<f8", "shape": ",".join(["1"] * 100)},
-        {"dtype": "<f8", "shape": "3", "order": "X"},
-        {"dtype": "<f8", "shape": "3", "gzip": "maybe"},
-    ],
-)
+@pytest.mark.parametrize("metadata", [*NOT_ARRAYS.values(), *BAD_METADATA.values()],
+                         ids=[*NOT_ARRAYS, *BAD_METADATA])
 def test_corrupt_metadata(metadata):
     with pytest.raises(ArrayFormatError, match=KEY):
         ArrayMeta.from_metadata(metadata, KEY)
@@ -359,7 +338,7 @@ def test_zstd_header_size_mismatch_and_unknown_size():
     raw = np.arange(100, dtype="<i8").tobytes()
     meta = ArrayMeta.from_metadata({"dtype": "<i8", "shape": "99", "compression": "zstd"})
     frame = _bodies("Zstd", raw)
-    assert codecs._zstd_content_size(memoryview(frame)) == 800
+    assert compressors._zstd_content_size(memoryview(frame)) == 800
     with pytest.raises(ArrayFormatError, match="800 bytes"):
         decode_array(frame, meta, KEY)
     # the same frame without a content size (as streaming writers make it):
@@ -368,7 +347,7 @@ def test_zstd_header_size_mismatch_and_unknown_size():
     assert descriptor & 0x20 and descriptor & 0x03 == 0
     size_len = (1, 2, 4, 8)[descriptor >> 6]
     unsized = frame[:4] + bytes([descriptor & 0x1F, 0]) + frame[5 + size_len:]
-    assert codecs._zstd_content_size(memoryview(unsized)) is None
+    assert compressors._zstd_content_size(memoryview(unsized)) is None
     assert bytes(get_codec("zstd").decode(unsized, 800, KEY)) == raw
     with pytest.raises(ArrayFormatError, match="800 bytes"):
         decode_array(unsized, meta, KEY)
@@ -456,7 +435,7 @@ def test_npy_header_refuses_objects_and_negative_shapes():
 
 def test_npy_file_for_golden_array_loads():
     key = "raw/false/f8_3d"
-    meta = ArrayMeta.from_metadata(json.loads((GOLDEN / f"{key}.meta.json").read_text()), key)
+    meta = ArrayMeta.from_metadata(golden_metadata(key), key)
     body = (GOLDEN / key).read_bytes()
     loaded = np.load(io.BytesIO(npy_header(meta.dtype, meta.shape, meta.order == "F") + body))
     assert c_bytes(loaded) == c_bytes(decode_array(body, meta, key))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -12,7 +11,8 @@ from cottoncandy.backends.local import LocalBackend
 from cottoncandy.interface import Interface
 
 from .conftest import S3_SERVERS, drop_bucket, make_s3_backend, new_bucket
-from .golden import GOLDEN_DIR, MANIFEST
+from .helpers import MANIFEST, golden_entries, require_golden
+from .helpers import sha256 as _sha256
 from .servers import upload_local_layout
 
 
@@ -23,23 +23,20 @@ def golden(request):
     The upload turns each ``.meta.json`` sidecar into the object's user metadata,
     as a 0.4.0 user's S3 bucket holds it (rclone returns the keys capitalised).
     """
+    root = require_golden()
     if request.param == "local":
-        yield Interface(LocalBackend(GOLDEN_DIR))
+        yield Interface(LocalBackend(root))
         return
     server = request.getfixturevalue(f"{request.param}_server")
     bucket = new_bucket(server)
-    upload_local_layout(server.client(), bucket, GOLDEN_DIR)
+    upload_local_layout(server.client(), bucket, root)
     cci = Interface(make_s3_backend(server, bucket))
     yield cci
     cci.backend.close()
     drop_bucket(server, bucket)
 
 
-def _sha256(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-
-
-@pytest.mark.parametrize("key", sorted(k for k, v in MANIFEST.items() if v["kind"] == "raw"))
+@pytest.mark.parametrize("key", [key for key, _ in golden_entries("raw")])
 def test_raw_arrays(golden, key):
     entry = MANIFEST[key]
     arr = golden.download_raw_array(key)

@@ -20,19 +20,17 @@ import zlib
 import numpy as np
 import pytest
 
-from cottoncandy import arrayio, bodyranges
-from cottoncandy.codecs import get_codec
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError
+from cottoncandy.format.codecs import get_codec
+from cottoncandy.format.gzipcodec import LIBRARY_ENV, deflate_library, inflate_library
+from cottoncandy.format.metadata import ArrayMeta
 from cottoncandy.fuse.reader import ReadPath
-from cottoncandy.gzipcodec import LIBRARY_ENV, deflate_library, inflate_library
 from cottoncandy.interface import Interface
-from cottoncandy.metadata import ArrayMeta
+from cottoncandy.transfer import arrayio, bodyranges
 
-from .golden import GOLDEN_DIR
-from .servers import iter_local_layout
-from .test_readpath import CountingBackend, describe, npy_bytes, read_all
+from .helpers import DEADLINE, CountingBackend, iter_golden
+from .test_readpath import describe, npy_bytes, read_all
 
-DEADLINE = 60.0
 SMALL_PART = 64 << 10  # API downloads in many ranged pieces even for small bodies
 LIBRARIES = {"fast": ("isal", "zlib-ng", "isal"), "stdlib": ("zlib", "zlib", "zlib")}
 
@@ -75,7 +73,7 @@ def read_like_040(body: bytes) -> bytes:
 def gzip_bodies() -> dict[str, tuple[bytes, ArrayMeta, bytes]]:
     """``name -> (body, metadata, decoded bytes)`` for every kind of good gzip body."""
     bodies = {}
-    for key, path, metadata in iter_local_layout(GOLDEN_DIR):
+    for key, path, metadata in iter_golden():
         meta = ArrayMeta.from_metadata(metadata, key) if "dtype" in metadata else None
         if meta is not None and meta.compression == "gzip":
             body = path.read_bytes()
@@ -150,7 +148,7 @@ def test_missing_fast_libraries_fall_back(monkeypatch):
     """With isal and zlib-ng not importable, everything still works with the standard library."""
     import sys
 
-    from cottoncandy import gzipcodec
+    from cottoncandy.format import gzipcodec
 
     monkeypatch.delenv(LIBRARY_ENV, raising=False)
     gzipcodec._import.cache_clear()
@@ -383,7 +381,7 @@ def test_mount_reads_gzip_bodies_and_fails_bad_ones_alone(gzip_library, kind, re
     import errno
     import os
 
-    from .conftest import make_s3_backend, new_bucket
+    from .conftest import make_s3_backend
     from .mountutil import mount_env, mounted
 
     if kind == "local":
@@ -393,7 +391,7 @@ def test_mount_reads_gzip_bodies_and_fails_bad_ones_alone(gzip_library, kind, re
         bucket, args, env = str(tmp_path / "store"), ["--backend", "local"], mount_env()
     else:
         server = request.getfixturevalue("rclone_server")
-        bucket = new_bucket(server)
+        bucket = request.getfixturevalue("buckets")(server)
         backend = make_s3_backend(server, bucket)
         args, env = [], mount_env(server.endpoint_url, server.access_key, server.secret_key)
     good = gzip_bodies()

@@ -25,13 +25,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cottoncandy.codecs import get_codec
 from cottoncandy.errors import ArrayFormatError, CottonCandyError, InvalidKeyError, ObjectNotFoundError
+from cottoncandy.format.codecs import get_codec
+from cottoncandy.format.metadata import MAX_ARRAY_BYTES, ArrayMeta
+from cottoncandy.format.npyheader import npy_file_size, npy_header
 from cottoncandy.fuse.operations import fuse_errno
 from cottoncandy.interface import Interface
-from cottoncandy.metadata import MAX_ARRAY_BYTES, ArrayMeta
-from cottoncandy.npyheader import npy_file_size, npy_header
-from tests.conftest import S3_SERVERS, drop_bucket, make_s3_backend, new_bucket
+from tests.conftest import S3_SERVERS, make_s3_backend
 from tests.hostile import GOOD, GOOD_META, bad_objects, put_s3, write_local
 from tests.mountutil import mount_env, mounted
 
@@ -162,7 +162,7 @@ def _fill_store(kind: str, request, tmp_path: Path):
             write_local(root, f"bad/{name}", body, metadata)
         return Interface(LocalBackend(root))
     server = request.getfixturevalue(f"{kind}_server")
-    bucket = new_bucket(server, "cc-hostile")
+    bucket = request.getfixturevalue("buckets")(server, "cc-hostile")
     client = server.client()
     for name, (body, metadata) in objects.items():
         put_s3(client, bucket, f"bad/{name}", body, metadata)
@@ -252,10 +252,10 @@ def _accepted(client, bucket: str, keys: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("kind", S3_SERVERS)
-def test_odd_characters_in_keys(kind, request, tmp_path):
+def test_odd_characters_in_keys(kind, request, tmp_path, buckets):
     """Keys with odd characters round-trip through the API and appear verbatim in the mount."""
     server = request.getfixturevalue(f"{kind}_server")
-    bucket = new_bucket(server, "cc-odd")
+    bucket = buckets(server, "cc-odd")
     segments, required = ODD_SEGMENTS, {"odd/sp ace", "odd/émoji-😀", "odd/back\\slash", "odd/" + "x" * NAME_MAX}
     if kind == "seaweedfs":  # it stores 'a\\b' as 'a/b', a directory (kept ~150 s once emptied): not ours to change
         segments = [s for s in segments if "\\" not in s]
@@ -282,13 +282,13 @@ def test_odd_characters_in_keys(kind, request, tmp_path):
         np.testing.assert_array_equal(np.load(mount.path / "odd" / "weird array ü.npy"), GOOD)
 
 
-def test_tricky_keys_map_sanely(moto_server, tmp_path):
+def test_tricky_keys_map_sanely(moto_server, tmp_path, buckets):
     """``..``/``.``/``//`` segments, directory markers and >255-byte names: no ghosts, no escapes.
 
     moto stores keys verbatim, as AWS does (rclone refuses or rewrites most of these).
     """
     client = moto_server.client()
-    bucket = new_bucket(moto_server, "cc-trick")
+    bucket = buckets(moto_server, "cc-trick")
     long_name, long_dir = "y" * (NAME_MAX + 1), "z" * 300
     tricky = ["trick/../escaped", "trick/./dot", "trick//double", "trick/marker/", "trick/marker/inside",
               f"trick/{long_name}", f"trick/{long_dir}/deep", "trick/plain"]
@@ -324,11 +324,11 @@ def test_tricky_keys_map_sanely(moto_server, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["moto", "seaweedfs"])  # rclone refuses such keys (500 on PUT)
-def test_object_and_prefix_with_the_same_name(kind, request, tmp_path):
+def test_object_and_prefix_with_the_same_name(kind, request, tmp_path, buckets):
     """Key ``both`` and keys under ``both/``: both reachable in the mount and through the API."""
     server = request.getfixturevalue(f"{kind}_server")
     client = server.client()
-    bucket = new_bucket(server, "cc-both")
+    bucket = buckets(server, "cc-both")
     put_s3(client, bucket, "both", GOOD.tobytes(), GOOD_META)
     put_s3(client, bucket, "both/inner", b"inner bytes")
     put_s3(client, bucket, "plain", b"plain object")
@@ -350,14 +350,14 @@ def test_object_and_prefix_with_the_same_name(kind, request, tmp_path):
         assert (mount.path / "plain" / "x").read_bytes() == b"x"
 
 
-def test_ten_thousand_keys_in_one_directory(rclone_server, tmp_path):
+def test_ten_thousand_keys_in_one_directory(rclone_server, tmp_path, buckets):
     """10,000 objects in one directory: the API pages through them all, the mount lists them all.
 
     The API side goes through rclone (ten listing pages). The mount uses the local
     backend on the same files: through S3 the mount HEADs every object of a
     directory (a listing carries no metadata), about 30 s for 10,000 objects here.
     """
-    bucket = new_bucket(rclone_server, "cc-many")
+    bucket = buckets(rclone_server, "cc-many")
     root = rclone_server.data_dir / bucket
     names = [f"obj{i:05d}" for i in range(10_000)]
     (root / "many").mkdir(parents=True)
@@ -374,4 +374,3 @@ def test_ten_thousand_keys_in_one_directory(rclone_server, tmp_path):
             assert (mount.path / "many" / "obj00000").stat().st_size == 8
     finally:
         cci.backend.close()
-        drop_bucket(rclone_server, bucket)  # keep the session's server small

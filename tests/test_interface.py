@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 import cottoncandy as cc
-from cottoncandy.interface import Interface
 
 from .conftest import LISTING_SERVERS, on_backends
-
-
-@pytest.fixture
-def cci(backend):
-    return Interface(backend)
 
 
 ARRAYS = {

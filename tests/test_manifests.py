@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 
 from cottoncandy.errors import ArrayFormatError
-from cottoncandy.manifests import (dask_manifest_json, is_dask_manifest, is_sparse_manifest, parse_dask_manifest,
-                                   parse_sparse_manifest, part_key, sparse_manifest_json)
+from cottoncandy.format.chunks import ChunkGrid
+from cottoncandy.format.compression import stored_compression
+from cottoncandy.format.manifests import (MAX_MANIFEST_BYTES, DaskManifest, SparseManifest, classify, dask_manifest_json,
+                                          is_dask_manifest, is_sparse_manifest, manifest_key, may_be_manifest,
+                                          parse_dask_manifest, parse_sparse_manifest, part_key, sparse_manifest_json)
+from cottoncandy.format.sparse import assemble_sparse
 
-from .golden import GOLDEN_DIR
+from .helpers import GOLDEN_DIR
 
 GOLDEN_DASK = (GOLDEN_DIR / "dask" / "volume" / "metadata.json").read_bytes()
 
@@ -84,3 +88,58 @@ def test_sparse_manifests():
                 b'{"type": "csr", "shape": [1, 2]}'):
         with pytest.raises(ArrayFormatError, match="s/metadata.json"):
             parse_sparse_manifest(bad, "s/metadata.json")
+
+
+# -- one home for what the API and the mount both decide --------------------------------
+
+
+def test_classify_and_may_be_manifest():
+    assert manifest_key("a/b") == manifest_key("a/b/") == "a/b/metadata.json"
+    assert isinstance(classify(GOLDEN_DASK, "k"), DaskManifest)
+    sparse = sparse_manifest_json("coo", ["row", "col", "data"], (2, 2))
+    assert isinstance(classify(sparse, "k"), SparseManifest)
+    assert isinstance(classify(json.loads(sparse), "k"), SparseManifest)  # a body already decoded
+    for plain in (None, b"\xff\xfe not json", b"[1, 2]", b'{"note": "a directory"}'):
+        assert classify(plain, "k") is None
+    with pytest.raises(ArrayFormatError, match="k"):  # claims to be a dask manifest, is not a valid one
+        classify(b'{"shape": [4], "dtype": "<f8", "dask": [], "chunks": [[4]]}', "k")
+    assert may_be_manifest(100, {}) and may_be_manifest(MAX_MANIFEST_BYTES, None)
+    assert not may_be_manifest(MAX_MANIFEST_BYTES + 1, {})
+    assert not may_be_manifest(100, {"Dtype": "<f8", "Shape": "3"})  # a raw array named metadata.json
+
+
+def test_chunks_touching_skips_empty_chunks():
+    grid = ChunkGrid(((2, 0, 3), (4,), (1, 1, 0)))
+    assert grid.chunk_range(0, 0, 5) == range(0, 3)  # the empty chunk between is in the range...
+    assert grid.chunks_touching((slice(0, 5), slice(0, 4), slice(0, 2))) == [  # ...but holds nothing to read
+        (0, 0, 0), (0, 0, 1), (2, 0, 0), (2, 0, 1)]
+    assert grid.chunks_touching((slice(2, 3), slice(1, 2), slice(1, 2))) == [(2, 0, 1)]
+    assert grid.chunk_range(2, 1, 2) == range(1, 2)
+    m = parse_dask_manifest(GOLDEN_DASK, "v/metadata.json")
+    assert m.chunks_touching((slice(0, 1), slice(0, 64), slice(1279, 1281))) == [(0, 0, 0), (0, 0, 1)]
+    m.check_part((0, 0, 1), np.dtype("u1"), (64, 64, 220))
+    with pytest.raises(ArrayFormatError, match="dask/volume/pt0001.*v/metadata.json"):
+        m.check_part((0, 0, 1), np.dtype("u1"), (64, 64, 219))
+    with pytest.raises(ArrayFormatError, match="<f8"):
+        m.check_part((0, 0, 1), np.dtype("<f8"), (64, 64, 220))
+
+
+def test_stored_compression_never_raises():
+    assert stored_compression({"Gzip": "True", "Compression": "Zstd"}) == "gzip"  # the legacy flag wins
+    assert stored_compression({"gzip": "0"}) == "False"
+    assert stored_compression({"gzip": "maybe"}) == "maybe"  # unreadable: shown as stored, never "False"
+    assert stored_compression({"compression": "Zstd"}) == "Zstd"
+    assert stored_compression(None) == "False"
+
+
+def test_assemble_sparse():
+    import scipy.sparse as sp
+    manifest = parse_sparse_manifest(sparse_manifest_json("coo", ["row", "col", "data"], (2, 3)), "m/metadata.json")
+    assert manifest.part_keys() == {"row": "m/row", "col": "m/col", "data": "m/data"}
+    parts = {"row": np.array([0, 1]), "col": np.array([2, 0]), "data": np.array([5.0, 7.0])}
+    matrix = assemble_sparse(manifest, parts)
+    assert isinstance(matrix, sp.coo_matrix) and matrix.toarray().tolist() == [[0, 0, 5.0], [7.0, 0, 0]]
+    with pytest.raises(ArrayFormatError, match="m/metadata.json"):
+        assemble_sparse(manifest, {**parts, "col": np.array([2, 0, 1])})
+    with pytest.raises(ArrayFormatError, match="needs attrs"):
+        parse_sparse_manifest(b'{"type": "csr", "attrs": ["data"], "shape": [3, 3]}', "b").part_keys()

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import errno
 import gzip
-import hashlib
 import io
 import json
 import os
 import shutil
 import signal
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import psutil
 import pytest
 
 from tests.conftest import S3_SERVERS, new_bucket
-from tests.golden import GOLDEN_DIR, MANIFEST
+from tests.helpers import GOLDEN_DIR, MANIFEST, sha256, wait_until
 from tests.mountutil import (
     mount_command,
     mount_env,
@@ -39,10 +38,6 @@ ROOT_DIRS = {"dask", "misc", "project", "raw", "sparse"}
 DEADLINE = 20.0
 
 
-def sha256(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-
-
 def mount_path(key: str, entry: dict) -> str:
     """Where a MANIFEST entry appears in the mount."""
     kind = entry["kind"]
@@ -55,18 +50,6 @@ def mount_path(key: str, entry: dict) -> str:
 
 def server_env(server) -> dict[str, str]:
     return mount_env(server.endpoint_url, server.access_key, server.secret_key)
-
-
-def wait_until(predicate, timeout: float = DEADLINE, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling interval, bounded by the deadline
 
 
 @pytest.fixture(scope="module", params=("local",) + S3_SERVERS)
@@ -463,3 +446,80 @@ def test_tree_ttl_and_operations_direct(tmp_path):
     finally:
         tree.close()
         read_path.close()
+
+
+def test_sparse_npz_is_built_by_the_read_path_and_follows_its_arrays(tmp_path):
+    """The ``.npz`` is built once per version into the block cache; a changed attribute array is a new version."""
+    import scipy.sparse as sp
+
+    import cottoncandy as cc
+    from cottoncandy.backends.local import LocalBackend
+    from cottoncandy.fuse.operations import CottonCandyOperations
+    from cottoncandy.fuse.reader import ReadPath
+    from cottoncandy.fuse.tree import Tree
+
+    store = tmp_path / "store"
+    cci = cc.get_interface(str(store), backend="local", force_bucket_creation=True, verbose=False)
+    matrix = sp.random(60, 40, density=0.2, format="csr", random_state=1, dtype="<f8")
+    cci.upload_sparse_array("m", matrix)
+    backend = LocalBackend(store)
+    read_path = ReadPath(backend, cache_bytes=4 << 20)
+    tree = Tree(backend, sparse_files=True)
+    ops = CottonCandyOperations(tree, read_path)
+
+    def read_npz() -> bytes:
+        fh = ops.open("/m.npz", os.O_RDONLY)
+        try:
+            size = ops.getattr("/m.npz", fh)["st_size"]
+            return ops.read("/m.npz", size + 10, 0, fh)
+        finally:
+            ops.release("/m.npz", fh)
+
+    try:
+        size = ops.getattr("/m.npz")["st_size"]
+        built = read_path.cache.stats().misses
+        assert ops.getattr("/m.npz")["st_size"] == size
+        assert read_path.cache.stats().misses == built  # the second stat built nothing
+        assert any(key[0] == "npz" for key in read_path.cache.keys())  # within --cache-size
+        assert read_path.cache.currsize <= read_path.cache.capacity
+        data = read_npz()
+        assert len(data) == size
+        assert (sp.load_npz(io.BytesIO(data)) != matrix).nnz == 0
+        assert ops.getxattr("/m.npz", "user.cottoncandy.shape") == b"60,40"
+
+        changed = matrix.copy()
+        changed.data = changed.data * 2  # same structure: the manifest does not change
+        cci.upload_raw_array("m/data", changed.data)
+        assert (sp.load_npz(io.BytesIO(read_npz())) != changed).nnz == 0
+    finally:
+        tree.close()
+        read_path.close()
+
+
+def test_operations_callbacks_carry_mfusepy_names():
+    """Every public method is a marked callback named as mfusepy names them: a misspelt one would never run."""
+    from cottoncandy.fuse.binding import callback_names
+    from cottoncandy.fuse.errortable import CALLBACK_MARK
+    from cottoncandy.fuse.operations import CottonCandyOperations
+
+    public = {name for name in dir(CottonCandyOperations)
+              if not name.startswith("_") and callable(getattr(CottonCandyOperations, name))}
+    marked = {name for name in public if getattr(getattr(CottonCandyOperations, name), CALLBACK_MARK, False)}
+    assert public == marked, public - marked
+    assert marked <= callback_names(), marked - callback_names()
+    assert {"getattr", "readdir", "opendir", "open", "read", "release", "getxattr", "listxattr",
+            "init_with_config", "write", "unlink", "setxattr"} <= marked
+
+
+def test_importing_the_mount_modules_loads_no_libfuse(tmp_path):
+    """libfuse is loaded (and ``FUSE_LIBRARY_NAME`` chosen) only when a mount is made."""
+    code = ("import os, pkgutil, importlib, sys\n"
+            "import cottoncandy.fuse as fuse\n"
+            "for module in pkgutil.iter_modules(fuse.__path__):\n"
+            "    importlib.import_module('cottoncandy.fuse.' + module.name)\n"
+            "print('mfusepy' in sys.modules, 'FUSE_LIBRARY_NAME' in os.environ)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUSE_LIBRARY")}
+    env["HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=DEADLINE)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import collections
-import hashlib
 import io
 import itertools
 import threading
@@ -11,57 +9,21 @@ import threading
 import numpy as np
 import pytest
 
-from cottoncandy.codecs import get_codec
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError
+from cottoncandy.format.codecs import get_codec
+from cottoncandy.format.manifests import dask_manifest_json, parse_dask_manifest, part_key
+from cottoncandy.format.metadata import ArrayMeta
 from cottoncandy.fuse.cache import BlockCache
 from cottoncandy.fuse.gzindex import SNAPSHOT_BYTES
 from cottoncandy.fuse.reader import ReadPath
 from cottoncandy.fuse.sources import (DaskArrayFile, InMemoryFile, ObjectBody, RawArrayFile, array_header,
                                       file_size)
-from cottoncandy.manifests import dask_manifest_json, parse_dask_manifest, part_key
-from cottoncandy.metadata import ArrayMeta
 
 from .conftest import READ_PATH_SERVERS, on_backends
-from .golden import GOLDEN_DIR, MANIFEST
-from .servers import iter_local_layout
-
-DEADLINE = 60.0  # seconds any wait in these tests may take before failing
+from .helpers import DEADLINE, GOLDEN_DIR, MANIFEST, CountingBackend, put_golden, sha256
 
 
 # -- helpers --------------------------------------------------------------------------
-
-
-class CountingBackend:
-    """A real backend wrapped to count (and optionally hold) body reads."""
-
-    def __init__(self, inner, gate: threading.Event | None = None):
-        self.inner = inner
-        self.gate = gate
-        self.entered = threading.Event()
-        self.calls: collections.Counter = collections.Counter()
-        self.bytes_requested = 0
-        self._lock = threading.Lock()
-
-    def read_range(self, key, start, end, etag=None):
-        with self._lock:
-            self.calls[("read_range", key, start)] += 1
-            self.bytes_requested += end - start
-        self.entered.set()
-        if self.gate is not None and not self.gate.wait(DEADLINE):
-            raise TimeoutError("gate never opened")
-        return self.inner.read_range(key, start, end, etag=etag)
-
-    def read_into(self, key, buffer, start=0, etag=None, progress=None):
-        with self._lock:
-            self.calls[("read_into", key, start)] += 1
-        return self.inner.read_into(key, buffer, start, etag=etag, progress=progress)
-
-    def fetches(self, key=None) -> int:
-        with self._lock:
-            return sum(n for (_, k, _), n in self.calls.items() if key is None or k == key)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 def npy_bytes(arr: np.ndarray) -> bytes:
@@ -119,10 +81,6 @@ def run_workers(worker, seeds) -> None:
         t.join(DEADLINE)
 
 
-def sha256(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-
-
 def compressible(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.repeat(rng.integers(0, 50, n // 4 + 1, dtype=np.uint8), 4)[:n]
@@ -131,8 +89,7 @@ def compressible(n: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def golden_backend(backend):
     """The 0.4.0 golden store copied into ``backend`` (sidecars become user metadata)."""
-    for key, path, metadata in iter_local_layout(GOLDEN_DIR):
-        backend.write(key, path.read_bytes(), metadata)
+    put_golden(backend)
     return backend
 
 

@@ -124,11 +124,10 @@ def _mount_family_cmdlines(pid: int) -> str:
     return "\n".join(lines)
 
 
-def test_secrets_stay_out_of_cmdline_and_debug_logs(rclone_server, tmp_path):
+def test_secrets_stay_out_of_cmdline_and_debug_logs(rclone_server, tmp_path, buckets):
     server = rclone_server
     client = server.client()
-    bucket = f"cc-sec-{secrets.token_hex(4)}"
-    client.create_bucket(Bucket=bucket)
+    bucket = buckets(server, "cc-sec")
     put_s3(client, bucket, "arr", GOOD.tobytes(), GOOD_META)
     put_s3(client, bucket, "broken", b"short", GOOD_META)
     keys = (server.access_key, server.secret_key)
@@ -172,11 +171,10 @@ def _error_texts(exc: BaseException) -> str:
     return "\n".join([str(exc), repr(exc), "".join(traceback.format_exception(exc))])
 
 
-def test_api_errors_and_debug_logs_never_show_secrets(rclone_server, caplog):
+def test_api_errors_and_debug_logs_never_show_secrets(rclone_server, caplog, buckets):
     """Errors (wrong secret, unreachable endpoint) and DEBUG logs of an application using the API."""
     server = rclone_server
-    bucket = f"cc-sec-{secrets.token_hex(4)}"
-    server.client().create_bucket(Bucket=bucket)  # the harness's own client: not under test
+    bucket = buckets(server, "cc-sec")  # the harness's own client: not under test
     caplog.set_level(logging.DEBUG)  # as an application debugging its own code would
     wrong_secret = "WrongSecret" + secrets.token_hex(12)
     down_url = f"http://127.0.0.1:{free_port()}"
@@ -218,7 +216,7 @@ def test_api_errors_and_debug_logs_never_show_secrets(rclone_server, caplog):
     assert not _leaks(logged, server.access_key, server.secret_key, wrong_secret)
 
 
-def test_obstore_reader_errors_reprs_and_logs_never_show_secrets(rclone_server, caplog, monkeypatch):
+def test_obstore_reader_errors_reprs_and_logs_never_show_secrets(rclone_server, caplog, monkeypatch, buckets):
     """The same for the calls the S3 backend makes through obstore (HEADs, listings, ranged GETs)."""
     import obstore
 
@@ -226,8 +224,7 @@ def test_obstore_reader_errors_reprs_and_logs_never_show_secrets(rclone_server, 
     from cottoncandy.config import Credentials, S3Settings
 
     server = rclone_server
-    bucket = f"cc-sec-{secrets.token_hex(4)}"
-    server.client().create_bucket(Bucket=bucket)
+    bucket = buckets(server, "cc-sec")
     server.client().put_object(Bucket=bucket, Key="k", Body=b"data")
     used = []
     original_get = obstore.get

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import os
 import random
-import secrets
 import statistics
 import threading
 import time
@@ -178,9 +177,8 @@ def _reader(seed: int, files: dict[str, tuple[str, bytes]], deadline: float, err
 
 
 @pytest.mark.slow
-def test_soak_concurrent_readers(rclone_server, tmp_path):
-    bucket = f"cc-soak-{secrets.token_hex(4)}"
-    rclone_server.client().create_bucket(Bucket=bucket)
+def test_soak_concurrent_readers(rclone_server, tmp_path, buckets):
+    bucket = buckets(rclone_server, "cc-soak")
     arrays = _arrays()
     cci = Interface(make_s3_backend(rclone_server, bucket))
     try:

@@ -10,23 +10,10 @@ import pytest
 
 import scipy.sparse as sp
 
-from cottoncandy.browser import Directory  # noqa: E402
 from cottoncandy.errors import ArrayFormatError, ObjectNotFoundError  # noqa: E402
-from cottoncandy.interface import Interface  # noqa: E402
+from cottoncandy.extensions.browser import Directory  # noqa: E402
 
-from .golden import GOLDEN_DIR, MANIFEST  # noqa: E402
-from .servers import iter_local_layout  # noqa: E402
-
-
-@pytest.fixture
-def cci(backend):
-    return Interface(backend)
-
-
-def put_golden(backend, subdir: str) -> None:
-    for key, path, metadata in iter_local_layout(GOLDEN_DIR):
-        if key.startswith(subdir + "/"):
-            backend.write(key, path.read_bytes(), metadata)
+from .helpers import MANIFEST, put_golden, sha256  # noqa: E402
 
 
 def dense(rng, shape=(12, 9), density=0.3):
@@ -79,7 +66,7 @@ def test_sparse_golden(cci, backend, fmt):
     put_golden(backend, "sparse")
     out = cci.download_sparse_array(f"sparse/{fmt}")
     assert out.format == fmt and out.shape == (40, 30)
-    digest = hashlib.sha256(np.ascontiguousarray(out.toarray()).tobytes()).hexdigest()
+    digest = sha256(out.toarray())
     assert digest == MANIFEST[f"sparse/{fmt}"]["sha256"]
 
 

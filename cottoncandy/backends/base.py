@@ -11,13 +11,38 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Protocol, Sequence, Union
 
 from ..errors import AccessDeniedError, BucketNotFoundError, CottonCandyError, CredentialsRefusedError
 from ..paths import normalize_prefix
 
 #: ``progress(nbytes_done_since_last_call)``; called from worker threads.
 ProgressCallback = Callable[[int], None]
+
+
+class Readable(Protocol):
+    """A readable binary file: ``read(n)`` returns up to ``n`` bytes, ``b''`` at the end."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class BodyStream(Readable, Protocol):
+    """An object's body opened for reading (:meth:`StorageBackend.open_stream`): a file, or
+    botocore's ``StreamingBody``."""
+
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+    def seekable(self) -> bool: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+#: What :meth:`StorageBackend.write` stores: bytes-like, bytes-like chunks back to back, or a binary file.
+Body = Union[bytes, bytearray, memoryview, Sequence[memoryview], Readable]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,18 +138,13 @@ class StorageBackend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def open_stream(self, key: str) -> tuple[BinaryIO, ObjectInfo]:
+    def open_stream(self, key: str) -> tuple[BodyStream, ObjectInfo]:
         """Open the whole body for sequential reading; the caller closes the stream."""
 
     # -- writing -----------------------------------------------------------
     @abc.abstractmethod
-    def write(
-        self,
-        key: str,
-        body: bytes | memoryview | Sequence[memoryview] | BinaryIO,
-        metadata: Mapping[str, str] | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> None:
+    def write(self, key: str, body: Body, metadata: Mapping[str, str] | None = None,
+              progress: ProgressCallback | None = None) -> None:
         """Store ``body`` under ``key`` atomically, replacing any previous version.
 
         ``body`` is a bytes-like object, a sequence of bytes-like chunks (written

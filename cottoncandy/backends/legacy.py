@@ -16,11 +16,17 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import islice
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, cast
+
+from typing_extensions import override
 
 from ..errors import ObjectNotFoundError
 from ..paths import normalize_key
 from .base import ObjectInfo, StorageBackend
+
+if TYPE_CHECKING:  # pragma: no cover - names only the type checker sees
+    from .local import LocalBackend
+    from .s3 import S3Backend
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +60,7 @@ def for_backend(backend: StorageBackend) -> "BackendInterface":
     if hasattr(backend, "new_resource"):  # the S3 backend; boto3 stays in the S3 modules
         from .s3legacy import S3BackendInterface
 
-        return S3BackendInterface(backend)
+        return S3BackendInterface(cast("S3Backend", backend))
     return LocalBackendInterface(backend)
 
 
@@ -83,6 +89,23 @@ class BackendInterface:
         except ObjectNotFoundError:
             return False
         return True
+
+    # what each backend's own interface answers (0.4.0's names)
+    def get_bucket(self) -> Any:
+        """The current bucket (a boto3 ``Bucket`` on S3)."""
+        raise NotImplementedError
+
+    def list_objects(self, **kwargs: Any) -> Any:
+        """The bucket's objects, at most ``limit`` (see :func:`listing_options`)."""
+        raise NotImplementedError
+
+    def get_s3_object(self, object_name: str, bucket_name: str | None = None) -> Any:
+        """One object (a boto3 ``Object`` on S3)."""
+        raise NotImplementedError
+
+    def get_owner(self, object_name: str) -> dict[str, str]:
+        """The object's owner, ``{'DisplayName', 'ID'}``."""
+        raise NotImplementedError
 
     def check_bucket_exists(self, bucket_name: str) -> bool:
         """Tell whether the bucket exists."""
@@ -175,26 +198,32 @@ class LocalBucket:
 class LocalBackendInterface(BackendInterface):
     """0.4.0's ``LocalClient`` names over a local store."""
 
+    backend: LocalBackend
+
     @property
     def path(self) -> str:
         """The store's directory (0.4.0's ``LocalClient.path``)."""
         return self.backend.bucket
 
+    @override
     def get_bucket(self) -> LocalBucket:
         """The store as a bucket-like object."""
         return LocalBucket(self.backend.bucket, LocalObjectCollection(self.backend))
 
+    @override
     def list_objects(self, **kwargs: Any) -> list[LocalObject]:
         """Objects in key order; keywords as 0.4.0's (``filter=dict(Prefix=...)``, ``limit=1000``)."""
         prefix, options = listing_options(kwargs)
         infos = islice(self.backend.iter_objects(prefix), options.get("limit"))
         return [LocalObject.from_info(self.backend.bucket, info) for info in infos]
 
+    @override
     def get_s3_object(self, object_name: str, bucket_name: str | None = None) -> LocalObject:
         """One object, with its metadata; raises ``ObjectNotFoundError`` if it does not exist."""
         backend = self.backend if bucket_name is None else self.backend.with_bucket(bucket_name)
         return LocalObject.from_info(backend.bucket, backend.head(normalize_key(object_name)))
 
+    @override
     def get_owner(self, object_name: str) -> dict[str, str]:
         """The owner of the object's file: ``{'DisplayName': user name, 'ID': uid}``."""
         import pwd

@@ -10,12 +10,15 @@ symbolic links are followed only while they resolve inside the root.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
+
+from typing_extensions import override
 
 from ..errors import (
     ArrayFormatError,
@@ -24,8 +27,8 @@ from ..errors import (
     ObjectNotFoundError,
     StorageError,
 )
-from ..metadata import normalize_metadata
-from .base import Listing, ObjectInfo, ProgressCallback, StorageBackend
+from ..usermeta import normalize_metadata
+from .base import Body, BodyStream, Listing, ObjectInfo, ProgressCallback, StorageBackend
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +67,12 @@ class LocalBackend(StorageBackend):
             raise BucketNotFoundError(f"local store {self.root} is not a directory", str(self.root))
         self._real_root = os.path.realpath(self.root)
 
+    @override
     def __repr__(self) -> str:
         return f"LocalBackend({str(self.root)!r})"
 
     @property
+    @override
     def location(self) -> str:
         """``local:<root directory>``."""
         return f"local:{self._real_root}"
@@ -143,10 +148,11 @@ class LocalBackend(StorageBackend):
         return normalize_metadata(data)
 
     # -- reading -----------------------------------------------------------
+    @override
     def head(self, key: str) -> ObjectInfo:
         return self._info(key, self._path(key), with_metadata=True)
 
-    def _open_checked(self, key: str, etag: str | None) -> BinaryIO:
+    def _open_checked(self, key: str, etag: str | None) -> io.BufferedReader:
         path = self._path(key)
         try:
             fh = open(path, "rb")
@@ -159,11 +165,13 @@ class LocalBackend(StorageBackend):
                 raise ObjectNotFoundError(f"{key} changed since it was opened", key)
         return fh
 
+    @override
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         with self._open_checked(key, etag) as fh:
             fh.seek(start)
             return fh.read(max(0, end - start))
 
+    @override
     def read_into(self, key, buffer, start=0, etag=None, progress=None) -> None:
         view = memoryview(buffer).cast("B")
         with self._open_checked(key, etag) as fh:
@@ -179,12 +187,15 @@ class LocalBackend(StorageBackend):
                 if progress:
                     progress(n)
 
-    def open_stream(self, key: str) -> tuple[BinaryIO, ObjectInfo]:
+    @override
+    def open_stream(self, key: str) -> tuple[BodyStream, ObjectInfo]:
         info = self.head(key)
         return self._open_checked(key, None), info
 
     # -- writing -----------------------------------------------------------
-    def write(self, key, body, metadata=None, progress=None) -> None:
+    @override
+    def write(self, key: str, body: Body, metadata: Mapping[str, str] | None = None,
+              progress: ProgressCallback | None = None) -> None:
         path = self._path(key, writing=True)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,6 +236,7 @@ class LocalBackend(StorageBackend):
             os.unlink(tmp)
             raise
 
+    @override
     def delete(self, keys: Sequence[str]) -> None:
         for key in keys:
             try:
@@ -246,12 +258,14 @@ class LocalBackend(StorageBackend):
                 return
             directory = directory.parent
 
+    @override
     def copy(self, src: str, dst: str) -> None:
         info = self.head(src)
         with self._open_checked(src, None) as fh:
             self.write(dst, fh, info.metadata)
 
     # -- listing -----------------------------------------------------------
+    @override
     def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base_dir = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = self.root / base_dir if base_dir else self.root
@@ -271,6 +285,7 @@ class LocalBackend(StorageBackend):
                 if not _is_hidden(name) and self._visible(os.path.join(dirpath, name)):
                     yield name if rel == "." else f"{Path(rel).as_posix()}/{name}"
 
+    @override
     def list_dir(self, prefix: str = "") -> Listing:
         directory = self.root / prefix if prefix else self.root
         objects: list[ObjectInfo] = []
@@ -302,12 +317,15 @@ class LocalBackend(StorageBackend):
         path = Path(name).expanduser()
         return path if path.is_absolute() else self.root.parent / path
 
+    @override
     def exists_bucket(self, name: str | None = None) -> bool:
         return self._bucket_path(name).is_dir()
 
+    @override
     def create_bucket(self, name: str) -> None:
         self._bucket_path(name).mkdir(parents=True, exist_ok=True)
 
+    @override
     def remove_bucket(self, name: str) -> None:
         path = self._bucket_path(name)
         try:
@@ -317,6 +335,7 @@ class LocalBackend(StorageBackend):
         except OSError as exc:
             raise StorageError(f"bucket {path} is not empty", str(path)) from exc
 
+    @override
     def list_buckets(self) -> list[str]:
         # Sibling directories are the other buckets; their names open them with with_bucket().
         try:
@@ -324,5 +343,6 @@ class LocalBackend(StorageBackend):
         except FileNotFoundError:
             return []
 
+    @override
     def with_bucket(self, name: str) -> "LocalBackend":
         return LocalBackend(self._bucket_path(name))

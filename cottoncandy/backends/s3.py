@@ -3,47 +3,34 @@
 The ``s3*`` modules of this package are the only ones that use boto3 and
 obstore. The backend reads through obstore (:mod:`.s3reader`) where that is
 faster and exact: HEADs (many at once in :meth:`S3Backend.heads`), one-level
-listings and ranged GETs; through boto3 (:mod:`.s3client`) otherwise. Big
-reads are parallel ranged GETs straight into the caller's buffer, resumed where
-a body breaks off; writes are in :mod:`.s3upload`.
+listings and ranged GETs; through boto3 (:mod:`.s3client`) otherwise. Ranged
+reads are in :mod:`.s3download` (parallel ranged GETs straight into the
+caller's buffer, resumed where a body breaks off), writes in :mod:`.s3upload`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import BotoCoreError, ClientError
+from typing_extensions import override
 
-from ..config import Credentials, S3Settings, is_aws_endpoint
-from ..errors import (
-    AccessDeniedError,
-    ArrayFormatError,
-    BucketNotFoundError,
-    CredentialsRefusedError,
-    ObjectNotFoundError,
-    StorageError,
-)
-from ..metadata import normalize_metadata
-from .base import Listing, ObjectInfo, ProgressCallback, StorageBackend
-from .s3errors import is_invalid_range, translate_error
+from ..config.settings import Credentials, S3Settings, is_aws_endpoint
+from ..errors import AccessDeniedError, BucketNotFoundError, CredentialsRefusedError, StorageError
+from ..usermeta import normalize_metadata
+from .base import Body, BodyStream, Listing, ObjectInfo, ProgressCallback, StorageBackend
 from .s3client import make_client, make_resource
+from .s3download import Download
+from .s3errors import BODY_FAILURES, BodyBrokeOff, translate_error
+from .s3parts import quote_etag
 from .s3reader import ObstoreReader, Unservable
-from .s3parts import etag_changed, quote_etag, wait_all
 from .s3upload import Upload
 
 logger = logging.getLogger(__name__)
 
-#: Bytes copied per ``readinto`` call while streaming a response body.
-STREAM_CHUNK = 1 << 20
 DELETE_BATCH = 1000
-#: Failures of a response body that broke off after its headers arrived (connection
-#: reset or closed, read timeout, fewer bytes than Content-Length). botocore retries
-#: requests, not bodies: the backend resumes the ranged GET where the body stopped.
-BODY_FAILURES = (IncompleteReadError, HTTPClientError)
 
 
 class S3Backend(StorageBackend):
@@ -74,12 +61,18 @@ class S3Backend(StorageBackend):
         self.settings = settings or S3Settings()
         self._owns_client = client is None
         self.client = client if client is not None else make_client(self.credentials, self.settings)
-        self.reader = ObstoreReader(bucket, self.client, self.credentials, self.settings)
+        self._connect_readers()
 
+    def _connect_readers(self) -> None:
+        self.reader = ObstoreReader(self.bucket, self.client, self.credentials, self.settings)
+        self.download = Download(self.client, self.bucket, self.settings, self.reader, self._errors)
+
+    @override
     def __repr__(self) -> str:
         return f"S3Backend(bucket={self.bucket!r}, endpoint_url={self.credentials.endpoint_url!r})"
 
     @property
+    @override
     def location(self) -> str:
         """``s3:<endpoint>/<bucket>`` (AWS when no endpoint is set)."""
         return f"s3:{(self.credentials.endpoint_url or 'https://s3.amazonaws.com').rstrip('/')}/{self.bucket}"
@@ -88,14 +81,14 @@ class S3Backend(StorageBackend):
         # botocore clients and obstore stores do not pickle: ship credentials and settings,
         # reconnect on arrival (dask sends backends to workers).
         state = self.__dict__.copy()
-        state["client"] = state["reader"] = None
+        state["client"] = state["reader"] = state["download"] = None
         state["_owns_client"] = True
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.client = make_client(self.credentials, self.settings)
-        self.reader = ObstoreReader(self.bucket, self.client, self.credentials, self.settings)
+        self._connect_readers()
 
     def new_client(self):
         """A fresh client with the same credentials and settings (e.g. one per process or thread)."""
@@ -105,10 +98,12 @@ class S3Backend(StorageBackend):
         """A boto3 S3 service resource with the same credentials and settings (0.4.0's API objects)."""
         return make_resource(self.credentials, self.settings)
 
+    @override
     def with_bucket(self, name: str) -> "S3Backend":
         """A backend for another bucket sharing this one's client and settings."""
         return S3Backend(name, self.credentials, self.settings, client=self.client)
 
+    @override
     def close(self) -> None:
         """Stop the reader's event loop; close the client's connections if this backend created it."""
         self.reader.close()
@@ -117,25 +112,27 @@ class S3Backend(StorageBackend):
 
     # -- errors -------------------------------------------------------------
     @contextlib.contextmanager
-    def _errors(self, operation: str, key: str | None = None, bucket: str | None = None):
+    def _errors(self, operation: str, key: str | None = None, bucket: str | None = None,
+                body: bool = False) -> Iterator[None]:
+        """Translate botocore errors; with ``body`` (reading a response body), a body that broke
+        off raises :class:`~.s3errors.BodyBrokeOff` (same message) for the reader to resume."""
         try:
             yield
         except (ClientError, BotoCoreError) as exc:
-            raise translate_error(
+            error = translate_error(
                 exc,
                 operation=operation,
                 bucket=bucket or self.bucket,
                 key=key,
                 endpoint_url=self.credentials.endpoint_url,
                 secrets=(self.credentials.secret_key, self.credentials.access_key),
-            ) from exc
-
-    def _check_etag(self, key: str, expected: str | None, got: str | None) -> None:
-        # Some servers (rclone) ignore If-Match: compare the ETag we got as well.
-        if etag_changed(expected, got):
-            raise ObjectNotFoundError(f"GET s3://{self.bucket}/{key}: the object changed while being read", key)
+            )
+            if body and isinstance(exc, BODY_FAILURES):
+                error = BodyBrokeOff(error.message, error.key)
+            raise error from exc
 
     # -- reading ------------------------------------------------------------
+    @override
     def head(self, key: str) -> ObjectInfo:
         """Return size, ETag and lower-cased user metadata of ``key``."""
         if self.reader.serves(key):
@@ -143,6 +140,7 @@ class S3Backend(StorageBackend):
                 return self.reader.head(key)
         return self._boto3_head(key)
 
+    @override
     def heads(self, keys: Sequence[str]) -> list[ObjectInfo | None | Exception]:
         """HEAD many keys with up to ``settings.max_inflight`` requests in flight (see the base class)."""
         return self.reader.heads(list(keys), self._boto3_head)
@@ -163,58 +161,16 @@ class S3Backend(StorageBackend):
             metadata=normalize_metadata(resp.get("Metadata")) if "Metadata" in resp else None,
         )
 
-    def _get(self, key: str, start: int, end: int, etag: str | None) -> dict:
-        kwargs = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
-        if etag is not None:
-            kwargs["IfMatch"] = etag
-        with self._errors("GET", key):
-            resp = self.client.get_object(**kwargs)
-        self.reader.note_ranged_answer(resp.get("ResponseMetadata", {}).get("HTTPStatusCode"))
-        self._check_etag(key, etag, resp.get("ETag"))
-        return resp
-
-    def _retry_or_raise(self, exc: StorageError, failures: int, key: str, where: str) -> None:
-        """Re-raise ``exc`` unless it is a body that broke off (:data:`BODY_FAILURES`) and attempts remain."""
-        if failures >= self.settings.max_attempts or not isinstance(exc.__cause__, BODY_FAILURES):
-            raise exc
-        logger.info("GET s3://%s/%s broke off %s (%s)", self.bucket, key, where, type(exc.__cause__).__name__)
-
+    @override
     def read_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
-        """Return body bytes ``[start, end)``, short only at the end of the body.
-
-        A body that breaks off is fetched again whole (ranges here are blocks of
-        a few MiB), up to ``max_attempts`` times.
-        """
+        """Return body bytes ``[start, end)``, short only at the end of the body (see :mod:`.s3download`)."""
         if start < 0 or end < start:
             raise ValueError(f"invalid byte range [{start}, {end}) for {key!r}")
         if end == start:
             return b""
-        if self.reader.serves(key):
-            try:
-                return self.reader.read_range(key, start, end, etag)
-            except Unservable:
-                pass
-            except StorageError as exc:
-                if is_invalid_range(exc):
-                    return b""  # start at or past the end of the body
-                raise
-        failures = 0
-        while True:
-            try:
-                resp = self._get(key, start, end, etag)
-            except StorageError as exc:
-                if is_invalid_range(exc):
-                    return b""  # start at or past the end of the body
-                raise
-            try:
-                with self._errors("GET", key):
-                    # One read of the whole body: a fraction of the CPU of chunked readinto,
-                    # no second copy, and botocore checks it against Content-Length.
-                    return resp["Body"].read()
-            except StorageError as exc:
-                failures += 1
-                self._retry_or_raise(exc, failures, key, f"in [{start}, {end}); fetching it again")
+        return self.download.read_range(key, start, end, etag)
 
+    @override
     def read_into(
         self,
         key: str,
@@ -223,120 +179,32 @@ class S3Backend(StorageBackend):
         etag: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> None:
-        """Fill ``buffer`` with the body from ``start`` using parallel ranged GETs.
+        """Fill ``buffer`` with the body from ``start`` using parallel ranged GETs (see :mod:`.s3download`).
 
-        The first part's response fixes the ETag the other parts must match, so
-        a body replaced during the read raises ``ObjectNotFoundError`` instead of
-        mixing versions. Raises ``ArrayFormatError`` if the body is too short.
+        A body replaced during the read raises ``ObjectNotFoundError`` instead
+        of mixing versions; a body too short raises ``ArrayFormatError``.
         """
         view = memoryview(buffer).cast("B")
         if view.readonly:
             raise ValueError("read_into needs a writable buffer")
-        size = view.nbytes
-        if size == 0:
-            return
-        part = self.settings.part_size
-        offsets = list(range(0, size, part))
-        known = threading.Event()  # set once the ETag all parts must match is known
-        state: dict = {"etag": etag, "known": known}
-        if etag is not None:
-            known.set()
+        if view.nbytes:
+            self.download.read_into(key, view, start, etag, progress)
 
-        def fetch(offset: int) -> None:
-            length = min(part, size - offset)
-            if offset:
-                known.wait()
-                if state.get("cancel"):
-                    return
-            try:
-                got = self._read_span(key, view[offset : offset + length], start + offset, state, progress)
-            except StorageError as exc:
-                if not offset:
-                    state["cancel"] = True
-                    known.set()
-                if is_invalid_range(exc):
-                    raise ArrayFormatError(
-                        f"{key}: body ends before byte {start + offset + 1} (expected {start + size} bytes)", key
-                    ) from exc
-                raise
-            if got < length and not state.get("cancel"):
-                raise ArrayFormatError(
-                    f"{key}: body ends at byte {start + offset + got}, expected at least {start + size} bytes", key
-                )
-
-        if len(offsets) == 1:
-            fetch(0)
-            return
-        with ThreadPoolExecutor(min(self.settings.max_concurrency, len(offsets)), "cc-s3-get") as pool:
-            futures = [pool.submit(fetch, offset) for offset in offsets]
-            wait_all(futures, state)
-
-    def _read_span(self, key: str, target: memoryview, position: int, state: dict, progress) -> int:
-        """Stream body bytes ``[position, position + len(target))`` into ``target``.
-
-        A body that breaks off (see :data:`BODY_FAILURES`) is resumed with a new
-        ranged GET from the first missing byte, pinned to the same ETag, up to
-        ``max_attempts`` times. The first response fixes ``state['etag']`` when it
-        is not known yet (and sets ``state['known']``). Returns the bytes read:
-        fewer than asked only when the body ends first (or ``state['cancel']``).
-        """
-        if self.reader.serves(key):
-            with contextlib.suppress(Unservable):
-                got, etag = self.reader.read_span(key, target, position, state.get("etag"))
-                self._fix_etag(state, etag)
-                if progress is not None and got:
-                    progress(got)
-                return got
-        done, total, failures = 0, target.nbytes, 0
-        while done < total:
-            if state.get("cancel"):
-                return done
-            resp = self._get(key, position + done, position + total, state.get("etag"))
-            self._fix_etag(state, resp.get("ETag"))
-            body = resp["Body"]
-            try:
-                with self._errors("GET", key):
-                    while done < total:
-                        if state.get("cancel"):
-                            return done
-                        n = body.readinto(target[done : done + STREAM_CHUNK])
-                        if not n:  # the body ended, as long as its Content-Length said
-                            return done
-                        done += n
-                        if progress is not None:
-                            progress(n)
-            except StorageError as exc:
-                failures += 1
-                self._retry_or_raise(exc, failures, key, f"at byte {position + done}; resuming")
-            finally:
-                body.close()
-        return done
-
-    @staticmethod
-    def _fix_etag(state: dict, etag: str | None) -> None:
-        """The first answer of a read fixes the ETag every part must match."""
-        if state.get("etag") is None:
-            state["etag"] = etag
-            if "known" in state:
-                state["known"].set()
-
-    def open_stream(self, key: str) -> tuple[BinaryIO, ObjectInfo]:
+    @override
+    def open_stream(self, key: str) -> tuple[BodyStream, ObjectInfo]:
         """Open the whole body for sequential reading; the caller closes it."""
         with self._errors("GET", key):
             resp = self.client.get_object(Bucket=self.bucket, Key=key)
         return resp["Body"], self._info(key, resp)
 
     # -- writing ------------------------------------------------------------
-    def write(
-        self,
-        key: str,
-        body: bytes | memoryview | Sequence[memoryview] | BinaryIO,
-        metadata: Mapping[str, str] | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> None:
+    @override
+    def write(self, key: str, body: Body, metadata: Mapping[str, str] | None = None,
+              progress: ProgressCallback | None = None) -> None:
         """Store ``body`` under ``key``: one PUT when small, else a parallel multipart upload."""
         Upload(self.client, self.bucket, self.settings, self._errors).write(key, body, metadata, progress)
 
+    @override
     def delete(self, keys: Sequence[str]) -> None:
         """Delete objects in batches of 1000; missing keys are ignored."""
         keys = list(dict.fromkeys(keys))
@@ -355,6 +223,7 @@ class S3Backend(StorageBackend):
                     first.get("Key"),
                 )
 
+    @override
     def copy(self, src: str, dst: str) -> None:
         """Server-side copy of ``src`` to ``dst`` with its metadata."""
         with self._errors(f"COPY to {dst!r} from", src):
@@ -368,12 +237,14 @@ class S3Backend(StorageBackend):
         with self._errors("LIST", kwargs.get("Prefix", "")):
             yield from paginator.paginate(Bucket=self.bucket, **kwargs)
 
+    @override
     def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Yield every object whose key starts with ``prefix``, sorted by key."""
         for page in self._pages(Prefix=prefix):  # S3 lists in UTF-8 binary = code point order
             for obj in page.get("Contents", []):
                 yield self._info(obj["Key"], obj)
 
+    @override
     def list_dir(self, prefix: str = "") -> Listing:
         """One ``/``-delimited level under ``prefix``: objects and sub-prefixes, sorted."""
         if self.reader.serves():
@@ -381,13 +252,15 @@ class S3Backend(StorageBackend):
                 return self.reader.list_dir(prefix)
             except Unservable as exc:
                 logger.debug("LIST s3://%s/%s with boto3: %s", self.bucket, prefix, exc)
-        objects, prefixes = [], []
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
         for page in self._pages(Prefix=prefix, Delimiter="/"):
             objects.extend(self._info(o["Key"], o) for o in page.get("Contents", []) if o["Key"] != prefix)
             prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
         return Listing(objects=sorted(objects, key=lambda o: o.key), prefixes=sorted(set(prefixes)))
 
     # -- buckets ------------------------------------------------------------
+    @override
     def exists_bucket(self, name: str | None = None) -> bool:
         """Tell whether bucket ``name`` (default: this one) exists.
 
@@ -423,6 +296,7 @@ class S3Backend(StorageBackend):
             logger.info("bucket %r: HeadBucket and listing its root are refused; assuming it exists", name)
         return True
 
+    @override
     def create_bucket(self, name: str) -> None:
         """Create bucket ``name`` (in the client's region on AWS)."""
         kwargs: dict = {"Bucket": name}
@@ -432,14 +306,15 @@ class S3Backend(StorageBackend):
         with self._errors("create", bucket=name):
             self.client.create_bucket(**kwargs)
 
+    @override
     def remove_bucket(self, name: str) -> None:
         """Remove the empty bucket ``name``."""
         with self._errors("remove", bucket=name):
             self.client.delete_bucket(Bucket=name)
 
+    @override
     def list_buckets(self) -> list[str]:
         """Names of all buckets the credentials can see, sorted."""
         with self._errors("list buckets", bucket=""):
             resp = self.client.list_buckets()
         return sorted(b["Name"] for b in resp.get("Buckets", []))
-

@@ -21,7 +21,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ProfileNotFound
 
-from ..config import Credentials, S3Settings, is_aws_endpoint
+from ..config.settings import Credentials, S3Settings, is_aws_endpoint
 from .s3errors import translate_error
 from .s3logs import protect as protect_logs
 

@@ -22,13 +22,14 @@ table, so that both clients fail the same way for the same answer.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Callable, ContextManager, Iterable
 
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionError as BotoConnectionError,
     HTTPClientError,
+    IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
     ProfileNotFound,
@@ -44,6 +45,24 @@ from ..errors import (
     ObjectNotFoundError,
     StorageError,
 )
+
+
+class BodyBrokeOff(StorageError):
+    """A response body ended early after its headers arrived (connection reset or closed, read
+    timeout, fewer bytes than Content-Length). botocore retries requests, not bodies: the reader
+    may resume with a new ranged GET from the first missing byte."""
+
+
+class RangeNotSatisfiable(StorageError):
+    """The server answered 416: the requested range starts at or past the end of the body."""
+
+
+#: ``errors(operation, key, bucket=None, body=False)``: the S3 backend's context manager
+#: translating botocore errors; with ``body``, a body that broke off raises :class:`BodyBrokeOff`.
+Errors = Callable[..., ContextManager[None]]
+
+#: Failures of botocore while a response body is read that mean it broke off.
+BODY_FAILURES = (IncompleteReadError, HTTPClientError)
 
 #: S3 error code (or HTTP status as a string) -> exception class.
 ERROR_CODES: dict[str, type[CottonCandyError]] = {
@@ -66,6 +85,8 @@ ERROR_CODES: dict[str, type[CottonCandyError]] = {
     # An If-Match that no longer matches: the object we were reading changed.
     "PreconditionFailed": ObjectNotFoundError,
     "412": ObjectNotFoundError,
+    "InvalidRange": RangeNotSatisfiable,
+    "416": RangeNotSatisfiable,
 }
 
 #: Fallback on the HTTP status when the code is not in the table.
@@ -74,6 +95,7 @@ HTTP_STATUS: dict[int, type[CottonCandyError]] = {
     403: AccessDeniedError,
     404: ObjectNotFoundError,
     412: ObjectNotFoundError,
+    416: RangeNotSatisfiable,
 }
 
 _MAX_SERVER_MESSAGE = 200
@@ -162,7 +184,7 @@ def _from_answer(
     if cls is BucketNotFoundError or (cls is ObjectNotFoundError and code == "NoSuchBucket"):
         return BucketNotFoundError(f"{operation} {where}: bucket {bucket!r} does not exist", key)
     detail = f"{code or 'error'} (HTTP {status})"
-    if cls is StorageError and server_message:
+    if issubclass(cls, StorageError) and server_message:
         detail += ": " + _scrub(server_message[:_MAX_SERVER_MESSAGE], secrets)
     if cls is ObjectNotFoundError:
         return ObjectNotFoundError(f"{operation} {where}: no such object [{detail}]", key)
@@ -253,11 +275,3 @@ def translate_obstore_error(
     if kind is not None:
         return StorageError(f"{operation} {where} failed: {kind}{attempts}", key)
     return StorageError(f"{operation} {where} failed: {type(exc).__name__}{attempts}", key)
-
-
-def is_invalid_range(exc: BaseException) -> bool:
-    """Tell whether a translated error was a 416 (the range starts past the end of the body), from either client."""
-    cause = exc.__cause__
-    if isinstance(cause, ClientError):
-        return cause.response.get("Error", {}).get("Code") == "InvalidRange"
-    return cause is not None and obstore_error_status(cause) == 416

@@ -7,19 +7,25 @@ them from one thread, as 0.4.0 scripts did.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from typing_extensions import override
 
 from ..paths import normalize_key
 from .legacy import BackendInterface, listing_options
 from .s3errors import translate_error
 
+if TYPE_CHECKING:  # pragma: no cover - a name only the type checker sees
+    from .s3 import S3Backend
+
 
 class S3BackendInterface(BackendInterface):
     """0.4.0's ``S3Client`` names over an :class:`~cottoncandy.backends.s3.S3Backend`."""
 
-    def __init__(self, backend) -> None:
+    backend: S3Backend
+
+    def __init__(self, backend: S3Backend) -> None:
         super().__init__(backend)
         self._connection = None
 
@@ -35,10 +41,12 @@ class S3BackendInterface(BackendInterface):
             self._connection = self.backend.new_resource()
         return self._connection
 
+    @override
     def get_bucket(self):
         """The boto3 ``Bucket`` of the current bucket."""
         return self.connection.Bucket(self.backend.bucket)
 
+    @override
     def list_objects(self, **kwargs: Any):
         """A boto3 ``ObjectSummary`` collection, built as 0.4.0 did.
 
@@ -54,10 +62,12 @@ class S3BackendInterface(BackendInterface):
             request = method(**value) if isinstance(value, dict) else method(value)
         return request.all()
 
+    @override
     def get_s3_object(self, object_name: str, bucket_name: str | None = None):
         """A boto3 ``Object`` (lazy: it is not fetched until an attribute is read)."""
         return self.connection.Object(bucket_name or self.backend.bucket, normalize_key(object_name))
 
+    @override
     def get_owner(self, object_name: str) -> dict[str, str]:
         """The object's owner from its ACL, else from s3cmd's ``s3cmd-attrs`` metadata (as 0.4.0)."""
         key = normalize_key(object_name)

@@ -20,6 +20,8 @@ import logging
 import re
 import threading
 
+from typing_extensions import override
+
 MASK = "***"
 
 #: Loggers that may print request headers, signing material or raw responses.
@@ -76,6 +78,7 @@ class RedactingFilter(logging.Filter):
             text = pattern.sub(replacement, text)
         return text
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()

@@ -1,12 +1,55 @@
-"""Helpers of the S3 backend's parallel transfers: body slicing, part iteration, futures, ETags.
+"""Helpers of the S3 backend's parallel transfers: shared state, body slicing, part iteration, futures, ETags.
 
 Kept free of any S3 client so they can be tested and shared by both clients.
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
-from typing import BinaryIO, Iterator, Sequence
+from typing import Iterator, Sequence
+
+from .base import Readable
+
+
+class TransferState:
+    """What the parallel parts of one transfer share: the version they read, and whether to stop.
+
+    Parameters
+    ----------
+    etag : str, optional
+        The version every part must read; when not known, the first answer
+        fixes it (:meth:`fix_etag`) and the other parts wait for it (:meth:`etag`).
+    """
+
+    def __init__(self, etag: str | None = None) -> None:
+        self._etag = etag
+        self._known = threading.Event()
+        self._cancelled = threading.Event()
+        if etag is not None:
+            self._known.set()
+
+    def fix_etag(self, etag: str | None) -> None:
+        """Record the ETag of the first answer, unless one is known already; wakes the waiting parts."""
+        if self._etag is None:
+            self._etag = etag
+            self._known.set()
+
+    def etag(self, wait: bool = False) -> str | None:
+        """The ETag every part must match (``None``: not known yet); with ``wait``, wait until it is known or the transfer is cancelled."""
+        if wait:
+            self._known.wait()
+        return self._etag
+
+    def cancel(self) -> None:
+        """Stop the other parts: they check :attr:`cancelled` between chunks; none waits for an ETag any more."""
+        self._cancelled.set()
+        self._known.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the transfer failed or was interrupted."""
+        return self._cancelled.is_set()
 
 
 class Chunks:
@@ -38,7 +81,7 @@ class Chunks:
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
-def read_full(stream: BinaryIO, n: int) -> bytes:
+def read_full(stream: Readable, n: int) -> bytes:
     """Read up to ``n`` bytes, looping over short reads; fewer only at end of stream."""
     pieces, got = [], 0
     while got < n:
@@ -51,7 +94,7 @@ def read_full(stream: BinaryIO, n: int) -> bytes:
 
 
 def iter_parts(
-    chunks: Chunks | None, head: bytes, stream: BinaryIO | None, part: int
+    chunks: Chunks | None, head: bytes, stream: Readable | None, part: int
 ) -> Iterator[bytes | memoryview]:
     """Yield the bodies of successive parts of ``part`` bytes (the last may be shorter).
 
@@ -63,7 +106,7 @@ def iter_parts(
             yield chunks.slice(offset, min(part, chunks.size - offset))
         return
     buffered = memoryview(head)
-    while True:
+    while stream is not None:
         while buffered.nbytes >= part:
             yield buffered[:part]
             buffered = buffered[part:]
@@ -84,19 +127,13 @@ def raise_first(futures: list[Future]) -> None:
                 raise error
 
 
-def wait_all(futures: list[Future], state: dict) -> None:
-    """Wait for all futures; on the first failure (or an interrupt) stop the others and raise.
-
-    ``state['cancel']`` is set for workers to notice between chunks, and the
-    event ``state['known']`` (if any) is set so that no worker waits forever.
-    """
+def wait_all(futures: list[Future], state: TransferState) -> None:
+    """Wait for all futures; on the first failure (or an interrupt) cancel ``state`` and the others, and raise."""
     try:
         wait(futures, return_when=FIRST_EXCEPTION)
         raise_first(futures)
     except BaseException:
-        state["cancel"] = True
-        if "known" in state:
-            state["known"].set()
+        state.cancel()
         for future in futures:
             future.cancel()
         raise

@@ -68,19 +68,25 @@ import re
 import threading
 import weakref
 from concurrent.futures import CancelledError
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import obstore
 from obstore.exceptions import BaseError as ObstoreError
 from obstore.exceptions import InvalidPathError
+from typing_extensions import override
 
-from ..config import Credentials, S3Settings
+from ..config.settings import Credentials, S3Settings
 from ..errors import CottonCandyError, ObjectNotFoundError, StorageError
-from ..metadata import normalize_metadata
+from ..usermeta import normalize_metadata
 from .base import Listing, ObjectInfo, head_result
 from .s3errors import obstore_error_status, translate_obstore_error
 from .s3parts import etag_changed, quote_etag
+from .s3loop import LoopThread
 from .s3store import make_store
+
+if TYPE_CHECKING:  # pragma: no cover - names only the type checker sees
+    from obstore import GetOptions
+    from obstore.store import S3Store
 
 logger = logging.getLogger(__name__)
 
@@ -125,40 +131,6 @@ def _runtime_usable() -> bool:
     return _runtime_pid is None or _runtime_pid == os.getpid()
 
 
-class _LoopThread:
-    """An asyncio event loop running in its own daemon thread (obstore's async calls need one)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="cc-s3-heads", daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine):
-        """Run ``coroutine`` on the loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def stop(self) -> None:
-        """Cancel what runs, stop the loop and join its thread."""
-        if self.loop.is_closed():
-            return
-        if threading.current_thread() is self.thread:  # collected on the loop itself: just stop
-            self.loop.call_soon(self.loop.stop)
-            return
-
-        async def cancel_all() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        if self.thread.is_alive():
-            asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(timeout=30)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout=30)
-        if not self.thread.is_alive():
-            self.loop.close()
-
-
 class ObstoreReader:
     """HEADs, ranged GETs and one-level listings of one bucket through obstore.
 
@@ -187,12 +159,13 @@ class ObstoreReader:
         #: Whether the server answers ranged GETs with 206; None until a boto3 ranged GET told.
         self.ranged_gets: bool | None = None
         self._lock = threading.Lock()
-        self._store = None
+        self._store: S3Store | None = None
         self._no_store = False
-        self._loop: _LoopThread | None = None
+        self._loop: LoopThread | None = None
         self._finalizer: weakref.finalize | None = None
         self._slots: asyncio.Semaphore | None = None  # max_inflight over all concurrent heads() calls
 
+    @override
     def __repr__(self) -> str:
         return f"ObstoreReader(bucket={self.bucket!r})"
 
@@ -276,10 +249,10 @@ class ObstoreReader:
                 results[i] = head_result(head, key)
         return results
 
-    def _loop_thread(self) -> _LoopThread:
+    def _loop_thread(self) -> LoopThread:
         with self._lock:
             if self._loop is None:
-                self._loop = _LoopThread()
+                self._loop = LoopThread()
                 self._finalizer = weakref.finalize(self, self._loop.stop)
             return self._loop
 
@@ -312,7 +285,7 @@ class ObstoreReader:
         if not self.ranged_gets:
             raise Unservable("not known yet to answer ranged GETs with 206")
         store = self._get_store()
-        options: dict = {"range": (start, end)}
+        options: GetOptions = {"range": (start, end)}
         if etag is not None:
             options["if_match"] = etag
         try:
@@ -401,5 +374,3 @@ class ObstoreReader:
 def _one_level(path: str, prefix: str) -> bool:
     """Tell whether ``path`` is a non-empty name right under ``prefix``."""
     return path.startswith(prefix) and len(path) > len(prefix) and "/" not in path[len(prefix):]
-
-

@@ -27,12 +27,17 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 from obstore.store import S3Store
+from typing_extensions import override
 
-from ..config import S3Settings, is_aws_endpoint
+if TYPE_CHECKING:  # pragma: no cover - a name only the type checker sees
+    from obstore.store import S3Credential
+
+from ..config.settings import S3Settings, is_aws_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +63,11 @@ class BotocoreIdentity:
     def __init__(self, credentials) -> None:
         self._credentials = credentials
 
+    @override
     def __repr__(self) -> str:
         return "BotocoreIdentity(<the boto3 client's credentials>)"
 
-    def __call__(self) -> dict:
+    def __call__(self) -> S3Credential:
         frozen = self._credentials.get_frozen_credentials()
         expires = None
         if isinstance(self._credentials, RefreshableCredentials):

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import BinaryIO, Callable, ContextManager, Mapping, Sequence
+from typing import Mapping, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..config import S3Settings
+from ..config.settings import S3Settings
 from ..errors import StorageError
-from .base import ProgressCallback
-from .s3parts import Chunks, iter_parts, raise_first, read_full, wait_all
+from ..usermeta import normalize_metadata
+from .base import Body, ProgressCallback, Readable
+from .s3errors import Errors
+from .s3parts import Chunks, TransferState, iter_parts, raise_first, read_full, wait_all
 
 logger = logging.getLogger(__name__)
 
@@ -39,31 +41,27 @@ class Upload:
     """
 
     def __init__(self, client, bucket: str, settings: S3Settings,
-                 errors: Callable[[str, str], ContextManager]) -> None:
+                 errors: Errors) -> None:
         self.client = client
         self.bucket = bucket
         self.settings = settings
         self._errors = errors
 
-    def write(
-        self,
-        key: str,
-        body: bytes | memoryview | Sequence[memoryview] | BinaryIO,
-        metadata: Mapping[str, str] | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> None:
+    def write(self, key: str, body: Body, metadata: Mapping[str, str] | None = None,
+              progress: ProgressCallback | None = None) -> None:
         """Store ``body`` under ``key`` (see :meth:`StorageBackend.write`)."""
-        meta = {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
+        meta = normalize_metadata(metadata)
         threshold = max(self.settings.multipart_threshold, 1)
         if hasattr(body, "read"):
-            head = read_full(body, threshold)
+            stream = cast(Readable, body)  # hasattr() does not narrow the union
+            head = read_full(stream, threshold)
             if len(head) < threshold:
                 self._put(key, head, meta, progress)
             else:
-                self._multipart(key, meta, progress, head=head, stream=body)
+                self._multipart(key, meta, progress, head=head, stream=stream)
             return
         try:
-            single = memoryview(body)  # any buffer: bytes, bytearray, numpy array...
+            single = memoryview(body)  # type: ignore[arg-type]  # any buffer (bytes, numpy...); else TypeError
         except TypeError:
             chunks = Chunks(body)  # a sequence of buffers
         else:
@@ -90,12 +88,12 @@ class Upload:
         part = self._part_size(chunks.size if chunks is not None else None)
         with self._errors("multipart upload start", key):
             upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=meta)["UploadId"]
-        state: dict = {}
+        state = TransferState()
         etags: dict[int, str] = {}
         pool = ThreadPoolExecutor(self.settings.max_concurrency, "cc-s3-put")
 
         def upload(number: int, data) -> None:
-            if state.get("cancel"):
+            if state.cancelled:
                 return
             with self._errors(f"upload part {number} of", key):
                 resp = self.client.upload_part(
@@ -124,7 +122,7 @@ class Upload:
                     Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
                 )
         except BaseException:
-            state["cancel"] = True
+            state.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             self._abort(key, upload_id)
             raise

@@ -104,9 +104,10 @@ def fuse_major_version() -> int:
     return int(load_mfusepy().fuse_version_major)
 
 
-def operations_base() -> type:
-    """The ``mfusepy.Operations`` base class."""
-    return load_mfusepy().Operations
+def callback_names() -> frozenset[str]:
+    """Names mfusepy looks up on an operations object as callbacks (``mfusepy.Operations``'s)."""
+    operations = load_mfusepy().Operations
+    return frozenset(n for n in dir(operations) if not n.startswith("_") and callable(getattr(operations, n)))
 
 
 #: libfuse 3 ``fuse_readdir_flags``: the kernel asked for attributes too.
@@ -141,8 +142,9 @@ def fuse_class() -> type:
     if _fuse_class is not None:
         return _fuse_class
     mfusepy = load_mfusepy()
+    base: Any = mfusepy.FUSE
 
-    class PlusFUSE(mfusepy.FUSE):  # type: ignore[misc, valid-type, name-defined]
+    class PlusFUSE(base):  # type: ignore[misc, unused-ignore]  # --strict: subclassing Any (mfusepy is untyped)
         def opendir(self, path: bytes, fip: Any) -> int:
             return self.operations.opendir(path.decode(self.encoding, self.errors), fip.contents) or 0
 
@@ -193,7 +195,7 @@ def invalidate_path(path: str) -> bool:
     if not context or not context.contents.fuse:  # not called from a FUSE request
         return False
     fuse = context.contents.fuse
-    status = function(fuse, os.fsencode(path))
+    status = int(function(fuse, os.fsencode(path)))
     if status:  # -ENOENT: the kernel holds nothing for it
         logger.debug("fuse_invalidate_path(%s): %s", path, os.strerror(-status))
     return status == 0

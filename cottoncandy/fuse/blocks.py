@@ -19,15 +19,22 @@ import threading
 import weakref
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Hashable, TypeVar
+
+from typing_extensions import override
 
 from ..backends.base import StorageBackend
 from ..errors import ArrayFormatError, CottonCandyError, StorageError
 from .cache import BlockCache
 
+if TYPE_CHECKING:
+    from ..format.codecbase import Codec
+
 __all__ = ["ReadContext", "ObjectLocks", "BlockStream", "StoredStream", "CodecStream", "EmptyStream"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class _LockBox:
@@ -43,7 +50,7 @@ class ObjectLocks:
     """One lock per object version, alive while any stream holds it."""
 
     def __init__(self) -> None:
-        self._boxes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._boxes: weakref.WeakValueDictionary[tuple[str, str], _LockBox] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
 
     def get(self, key: str, etag: str) -> _LockBox:
@@ -86,7 +93,7 @@ class ReadContext:
             return
         future.add_done_callback(self._task_done)
 
-    def submit_io(self, fn: Callable[..., object], *args: object) -> Future | None:
+    def submit_io(self, fn: Callable[..., _T], *args: object) -> Future[_T] | None:
         """Run the pure fetch ``fn(*args)`` on ``io_executor``; ``None`` if there is none (or it is closed).
 
         The caller collects the result (or the exception) from the future;
@@ -104,11 +111,11 @@ class ReadContext:
         future.add_done_callback(self._io_done)
         return future
 
-    def _io_done(self, future: Future) -> None:
+    def _io_done(self, future: Future[Any]) -> None:
         # the submitter reads the outcome; only the count matters here
         self._task_done(None)
 
-    def _task_done(self, future: Future | None) -> None:
+    def _task_done(self, future: Future[Any] | None) -> None:
         if future is not None and not future.cancelled():
             exc = future.exception()
             if exc is not None:
@@ -225,6 +232,7 @@ class EmptyStream(BlockStream):
     def __init__(self, ctx: ReadContext, key: str, etag: str):
         super().__init__(ctx, key, etag, 0, ctx.block_size)
 
+    @override
     def _load_block(self, index: int) -> bytes:  # pragma: no cover - never called
         return b""
 
@@ -248,6 +256,7 @@ class StoredStream(BlockStream):
         super().__init__(ctx, key, etag, size, ctx.block_size)
         self._short_error = short_error
 
+    @override
     def read(self, offset: int, length: int, random: bool = False) -> bytes:
         """As :meth:`BlockStream.read`; a random reader's misses fetch only ``random_read_size`` pieces.
 
@@ -271,6 +280,7 @@ class StoredStream(BlockStream):
         return self.ctx.cache.get_or_load((self.key, self.etag, "piece", piece, index),
                                           lambda: self._fetch(start, end), end - start)
 
+    @override
     def _load_block(self, index: int) -> bytes:
         return self._fetch(*self.block_span(index))
 
@@ -297,19 +307,22 @@ class CodecStream(BlockStream):
     codec : cottoncandy.codecs.Codec
     """
 
-    def __init__(self, ctx: ReadContext, key: str, etag: str, body_size: int, nbytes: int, codec) -> None:
+    def __init__(self, ctx: ReadContext, key: str, etag: str, body_size: int, nbytes: int, codec: Codec) -> None:
         super().__init__(ctx, key, etag, nbytes, ctx.block_size)
         self.body_size = body_size
         self.codec = codec
         self._box = ctx.locks.get(key, etag)
 
+    @override
     def block_key(self, index: int) -> Hashable:  # noqa: D102
         return (self.key, self.etag, "decoded", index)
 
+    @override
     def _schedule(self, indices: list[int]) -> None:
         # one decode yields every block: load the first, the rest follow
         self.ctx.submit(self.block, indices[0])
 
+    @override
     def _load_block(self, index: int) -> bytes:
         with self._box.lock:
             held = self.ctx.cache.peek(self.block_key(index))

@@ -114,7 +114,7 @@ class BlockCache:
         self._trim_bytes = trim_bytes
         self._evicted_since_trim = 0
         self._reserved = 0  # bytes of loads in progress (see get_or_load's size_hint)
-        self._lru: cachetools.LRUCache = cachetools.LRUCache(maxsize=capacity_bytes, getsizeof=len)
+        self._lru: cachetools.LRUCache[Hashable, bytes] = cachetools.LRUCache(maxsize=capacity_bytes, getsizeof=len)
         self._lock = threading.Lock()
         self._flights: dict[Hashable, _Flight] = {}
         self.hits = 0
@@ -153,7 +153,8 @@ class BlockCache:
         """Return the block if held, without counting a hit or refreshing its recency."""
         with self._lock:
             try:
-                return cachetools.Cache.__getitem__(self._lru, cache_key)
+                value: bytes = cachetools.Cache.__getitem__(self._lru, cache_key)
+                return value
             except KeyError:
                 return None
 
@@ -185,7 +186,7 @@ class BlockCache:
             self._lru.pop(cache_key, None)
             log.debug("block %r of %d bytes exceeds the cache capacity; not cached", cache_key, len(value))
             return False
-        return self._count_evicted(before + len(value) - self._lru.currsize)
+        return self._count_evicted(int(before + len(value) - self._lru.currsize))
 
     def _count_evicted(self, nbytes: int) -> bool:
         """Add to the bytes evicted since the last trim; True when it is time to trim (lock held)."""

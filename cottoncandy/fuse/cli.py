@@ -32,7 +32,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, BinaryIO
 
+from ..backends.base import Listing, StorageBackend
 from ..errors import (
     AccessDeniedError,
     BucketNotFoundError,
@@ -41,6 +43,9 @@ from ..errors import (
 )
 from .mountlog import default_log_path, open_for_child, setup_logging
 from .options import PROG, USAGE_ERROR, build_parser, parse_size, s3_settings  # noqa: F401 - public names
+
+if TYPE_CHECKING:  # the index module is imported when a mount is served
+    from .metaindex import MetadataIndex
 
 logger = logging.getLogger("cottoncandy.fuse")
 
@@ -108,7 +113,7 @@ def _list_prefix(args: argparse.Namespace) -> str:
     return prefix + "/" if prefix else ""
 
 
-def open_backend(args: argparse.Namespace, quick: bool = False):
+def open_backend(args: argparse.Namespace, quick: bool = False) -> tuple[StorageBackend, Listing]:
     """Connect, check the bucket and list it under ``--prefix``; return ``(backend, listing)``.
 
     Connecting checks the bucket as ``get_interface`` does (a bucket whose
@@ -116,7 +121,7 @@ def open_backend(args: argparse.Namespace, quick: bool = False):
     credentials fail at once). The listing proves that the mounted prefix can
     be read. Raises :class:`MountError`.
     """
-    from ..connect import make_backend
+    from ..backends.connect import make_backend
 
     settings = s3_settings(args, quick) if args.backend == "s3" else {}
     where = "the local store" if args.backend == "local" else \
@@ -126,7 +131,10 @@ def open_backend(args: argparse.Namespace, quick: bool = False):
         backend = make_backend(args.bucket, args.backend, endpoint_url=args.endpoint_url, profile=args.profile,
                                region=args.region, force_bucket_creation=False, **settings)
         if args.backend == "s3":
-            where = backend.credentials.endpoint_url or "AWS S3"
+            from ..backends.s3 import S3Backend  # make_backend loaded it
+
+            if isinstance(backend, S3Backend):
+                where = backend.credentials.endpoint_url or "AWS S3"
         listing = backend.check_access(args.prefix)
     except BucketNotFoundError as exc:
         if args.backend != "local":
@@ -153,7 +161,7 @@ def open_backend(args: argparse.Namespace, quick: bool = False):
     raise failure
 
 
-def warn_if_empty(args: argparse.Namespace, listing) -> None:
+def warn_if_empty(args: argparse.Namespace, listing: Listing) -> None:
     """A ``--prefix`` with nothing under it is allowed (it may fill later), but probably a typo."""
     if args.prefix.strip("/") and not listing.objects and not listing.prefixes:
         print(f"{PROG}: warning: nothing under prefix {_list_prefix(args)!r} in {args.bucket}; "
@@ -163,7 +171,7 @@ def warn_if_empty(args: argparse.Namespace, listing) -> None:
 # -- serving ------------------------------------------------------------------
 
 
-def open_index(setting: str | None, location: str):
+def open_index(setting: str | None, location: str) -> MetadataIndex | None:
     """The persistent metadata index for ``--metadata-cache`` (``None`` when ``off``)."""
     from .metaindex import MetadataIndex, default_directory
 
@@ -224,15 +232,14 @@ def serve(args: argparse.Namespace, mountpoint: str, on_init: Callable[[], None]
     from .binding import fuse_major_version, run_fuse
     from .operations import CottonCandyOperations
     from .reader import ReadPath
-    from .sparsefile import make_builder, scipy_available
+    from .sparsefile import scipy_available
     from .tree import Tree
 
     backend, _listing = open_backend(args)
     read_path = ReadPath(backend, cache_bytes=args.cache_size, block_size=args.block_size,
                          max_workers=args.workers)
     index = open_index(args.metadata_cache, backend.location)
-    tree = Tree(backend, prefix=args.prefix, ttl=args.ttl, index=index,
-                build_sparse=make_builder(read_path) if scipy_available() else None)
+    tree = Tree(backend, prefix=args.prefix, ttl=args.ttl, index=index, sparse_files=scipy_available())
     libfuse3 = fuse_major_version() >= 3
     max_read = min(args.block_size, 1 << 20) if libfuse3 else 0
     def live() -> None:
@@ -302,6 +309,7 @@ def _spawn_background(argv: Sequence[str], args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "cottoncandy.fuse.cli", *argv, "--foreground"]
     try:
         with contextlib.ExitStack() as stack:
+            log: BinaryIO | int
             try:
                 log = stack.enter_context(open_for_child(log_path))
             except OSError as exc:

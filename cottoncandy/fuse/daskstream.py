@@ -14,7 +14,6 @@ a read touches exactly the bytes it returns.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -23,8 +22,8 @@ import numpy as np
 
 from ..backends.base import ObjectInfo
 from ..errors import ArrayFormatError
-from ..manifests import DaskManifest
-from ..metadata import ArrayMeta
+from ..format.manifests import DaskManifest
+from ..format.metadata import ArrayMeta
 from .blocks import BlockStream, ReadContext
 
 __all__ = ["DaskStream", "decompose"]
@@ -70,6 +69,10 @@ class _Part:
     strides: tuple[int, ...]  # byte strides of the part's stored order
 
 
+#: ``(rect_pos, rect_shape, part, span_start, span_len, box_shape, dst)``: one piece of a read.
+_Piece = tuple[int, tuple[int, ...], _Part, int, int, tuple[int, ...], tuple[slice, ...]]
+
+
 def _byte_strides(shape: tuple[int, ...], itemsize: int, order: str) -> tuple[int, ...]:
     axes = range(len(shape)) if order == "F" else range(len(shape) - 1, -1, -1)
     strides = [0] * len(shape)
@@ -109,7 +112,6 @@ class DaskStream:
         self.itemsize = manifest.dtype.itemsize
         self.size = manifest.nbytes
         self.block_size = ctx.block_size
-        self._offsets = [manifest.offsets(a) for a in range(manifest.ndim)]
         self._parts: dict[tuple[int, ...], _Part] = {}
         if self.size == 0:
             return
@@ -133,14 +135,7 @@ class DaskStream:
             )
 
     # -- planning ------------------------------------------------------------
-    def _chunk_range(self, axis: int, lo: int, hi: int) -> range:
-        """Chunks along ``axis`` meeting ``[lo, hi)``."""
-        offs = self._offsets[axis]
-        first = int(np.searchsorted(offs, lo, side="right")) - 1
-        last = int(np.searchsorted(offs, hi, side="left"))
-        return range(max(first, 0), min(last, len(offs) - 1))
-
-    def _plan(self, e0: int, e1: int):
+    def _plan(self, e0: int, e1: int) -> Iterator[_Piece]:
         """Yield ``(rect_pos, rect_shape, part, span_start, span_len, box_shape, dst)`` for ``[e0, e1)``.
 
         ``rect_pos`` is the rectangle's first element relative to ``e0``;
@@ -150,13 +145,10 @@ class DaskStream:
         ndim = len(self.shape)
         for prefix, k, lo, hi in decompose(self.shape, e0, e1):
             rect_shape = (hi - lo,) + self.shape[k + 1:]
-            ranges = [self._chunk_range(a, prefix[a], prefix[a] + 1) for a in range(k)]
-            ranges.append(self._chunk_range(k, lo, hi))
-            ranges += [range(len(self.manifest.chunks[a])) for a in range(k + 1, ndim)]
-            for index in itertools.product(*ranges):
-                part = self._parts.get(index)
-                if part is None:  # empty chunk
-                    continue
+            box = [slice(prefix[a], prefix[a] + 1) for a in range(k)] + [slice(lo, hi)]
+            box += [slice(0, self.shape[a]) for a in range(k + 1, ndim)]
+            for index in self.manifest.chunks_touching(box):
+                part = self._parts[index]
                 off, shp = part.offset, part.shape
                 box_lo = [prefix[a] - off[a] for a in range(k)]
                 box_lo.append(max(lo, off[k]) - off[k])
@@ -167,7 +159,7 @@ class DaskStream:
                 box_shape = tuple(h - l for l, h in zip(box_lo[k:], box_hi[k:]))
                 start = sum(l * s for l, s in zip(box_lo, part.strides))
                 last = sum((h - 1) * s for h, s in zip(box_hi, part.strides))
-                dst = (slice(box_lo[k] + off[k] - lo, box_hi[k] + off[k] - lo),)
+                dst: tuple[slice, ...] = (slice(box_lo[k] + off[k] - lo, box_hi[k] + off[k] - lo),)
                 dst += tuple(slice(off[a], off[a] + shp[a]) for a in range(k + 1, ndim))
                 yield pos, rect_shape, part, start, last + self.itemsize - start, box_shape, dst
             pos += math.prod(rect_shape)

@@ -1,46 +1,40 @@
-"""What one name in a mounted directory stands for, and how names are chosen.
+"""What one name in a mounted directory stands for: one frozen class per kind of entry.
 
-A directory of the mount is built from one ``/``-delimited listing level:
+* :class:`Directory` -- a common prefix ``p/`` (or the mount root);
+* :class:`ObjectFile` -- any other object, served with its own bytes;
+* :class:`RawArrayEntry` -- an object with array metadata, shown as ``.npy``;
+* :class:`DaskArrayEntry` -- a prefix whose ``metadata.json`` is a dask
+  manifest, shown as one ``.npy`` assembled from its parts;
+* :class:`SparseMatrixEntry` -- a prefix whose ``metadata.json`` is a sparse
+  manifest, shown as the ``.npz`` ``scipy.sparse.load_npz`` reads;
+* :class:`BrokenEntry` -- an array whose metadata cannot be used: its file
+  answers ``EIO`` when opened.
 
-* a common prefix ``p/`` is a directory ``p``, unless ``p/metadata.json`` is
-  a dask manifest (then it is one file ``p.npy``) or a sparse manifest (then
-  it is one file ``p.npz``);
-* an object with array metadata (``dtype`` and ``shape``) is ``<name>.npy``,
-  or ``<name>`` when the key already ends in ``.npy``;
-* any other object is a file with its own name and bytes;
-* ``*.meta.json`` sidecars are never shown, nor keys whose last segment is
-  empty, ``.`` or ``..`` (``a//x``, ``a/../x``, the marker object ``a/``),
-  nor names longer than 255 bytes (no path could reach them).
-
-**Name collisions.** Several keys can claim one name (object ``a`` and prefix
-``a/``; raw array ``x`` and object ``x.npy``; raw array ``v`` and dask prefix
-``v/``). The claim with the highest rank keeps the name: a directory first,
-then an entry whose name is its key's own last segment, then derived names
-(``x`` shown as ``x.npy``), then dask and sparse prefixes. Every other claim
-is shown under a marked name that says what it is: ``a~object``,
-``x~array.npy``, ``v~dask.npy``, ``s~sparse.npz``. Nothing is hidden and every
-name is stable as long as the keys do not change.
+A file entry carries its ``file``, the :mod:`descriptor <cottoncandy.fuse.sources>`
+the read path opens, built once when the entry is made (the tree adds the
+HEADs of a dask or sparse file's parts when it is opened). Each class
+knows its extended attributes and how it is named when it loses a name
+collision (see :mod:`cottoncandy.fuse.names`). Entries are immutable: FUSE
+threads share them, and a refresh replaces them.
 """
 
 from __future__ import annotations
 
 import enum
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from typing import ClassVar, Generic, TypeVar
+
+from typing_extensions import override
 
 from ..backends.base import ObjectInfo
-from ..manifests import DaskManifest, SparseManifest
-from ..metadata import ArrayMeta
+from ..format.compression import stored_compression
+from ..format.metadata import stored_shape
+from .sources import DaskArrayFile, ObjectBody, RawArrayFile, Source, SparseMatrixFile
 
-SIDECAR_SUFFIX = ".meta.json"
-MANIFEST_NAME = "metadata.json"
 NPY, NPZ = ".npy", ".npz"
-#: Longest file name (bytes) Linux accepts in a path.
-NAME_MAX = 255
 
-#: Names a collision loser can carry; only these need a full directory listing to resolve.
-MARKED_NAME = re.compile(r"~(object|array|dask|sparse)(\.npy|\.npz)?\Z")
+_E = TypeVar("_E", bound="Entry")
+_S = TypeVar("_S", bound=Source)
 
 
 class Kind(enum.Enum):
@@ -54,50 +48,87 @@ class Kind(enum.Enum):
     BROKEN = "broken"  # an array whose metadata cannot be used: EIO on open
 
 
-# rank of derived names: lower keeps the name on a collision (0: directory, 1: own key name)
-_RANK = {Kind.DIR: 0, Kind.OBJECT: 1, Kind.RAW: 2, Kind.BROKEN: 2, Kind.DASK: 3, Kind.SPARSE: 4}
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Entry:
-    """One file or directory of the mount (immutable: FUSE threads share it).
+    """One file or directory of the mount.
 
     Attributes
     ----------
     name : str
         Name shown in the directory.
-    kind : Kind
     key : str
         Object key, or the prefix without its trailing ``/`` for directories,
         dask and sparse entries.
-    info : ObjectInfo or None
-        HEAD of the object (of ``metadata.json`` for dask and sparse entries).
-    meta : ArrayMeta or None
-        Parsed array metadata of a raw array.
-    manifest : DaskManifest, SparseManifest or None
-        Parsed manifest of a dask or sparse entry.
-    error : Exception or None
-        Why a ``BROKEN`` entry cannot be read.
-    size : int or None
-        File size; ``None`` when only building the file tells (sparse entries).
     mtime : float
     """
 
     name: str
-    kind: Kind
     key: str
-    info: ObjectInfo | None = None
-    meta: ArrayMeta | None = None
-    manifest: DaskManifest | SparseManifest | None = None
-    error: Exception | None = None
-    size: int | None = 0
-    mtime: float = 0.0
-    natural: bool = field(default=True, repr=False)
+    mtime: float
+
+    kind: ClassVar[Kind]
+    #: What a collision loser's name says it is (``x~array.npy``).
+    mark: ClassVar[str]
+    #: Rank of the entry's name in a collision when it is derived (lower keeps the name).
+    rank: ClassVar[int]
+    #: File name extension of this kind (added to the key's last segment).
+    extension: ClassVar[str] = NPY
+    is_dir: ClassVar[bool] = False
+
+    def xattrs(self) -> dict[str, str]:
+        """The ``user.cottoncandy.*`` attributes (without the prefix), values as stored."""
+        return {"key": self.key}
+
+    def marked_name(self) -> str:
+        """The name this entry is shown under when it loses a name collision."""
+        stem = self.name[: -len(NPY)] if self.name.endswith((NPY, NPZ)) else self.name
+        return f"{stem}~{self.mark}{self.extension}"
+
+    def renamed(self: _E, name: str) -> _E:
+        """This entry under another name."""
+        return self if name == self.name else replace(self, name=name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Directory(Entry):
+    """A directory: a common prefix, or the mount root (``key == ''``)."""
+
+    kind = Kind.DIR
+    mark = "dir"
+    rank = 0
+    is_dir = True
+
+    @override
+    def xattrs(self) -> dict[str, str]:
+        """The prefix, with its ``/``; the bucket root has none."""
+        return {"key": self.key + "/"} if self.key else {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileEntry(Entry):
+    """A file of the mount.
+
+    Attributes
+    ----------
+    size : int or None
+        File size; ``None`` when only building the file tells (sparse entries).
+    info : ObjectInfo or None
+        HEAD of the object whose version the file shows (of ``metadata.json``
+        for dask and sparse entries); ``None`` when the HEAD failed.
+    """
+
+    size: int | None
+    info: ObjectInfo | None
 
     @property
-    def is_dir(self) -> bool:
-        """Whether the entry is a directory."""
-        return self.kind is Kind.DIR
+    def head_key(self) -> str:
+        """The key an open HEADs to check the version."""
+        return self.info.key if self.info is not None else self.key
+
+    @property
+    def etag(self) -> str | None:
+        """Version of the object the file shows, if known."""
+        return self.info.etag if self.info is not None else None
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -106,85 +137,133 @@ class Entry:
             return {}
         return dict(self.info.metadata)
 
+    def source(self) -> Source:
+        """The descriptor the read path opens.
 
-def basename(key: str) -> str:
-    """Last segment of a key or prefix (``'a/b/'`` -> ``'b'``).
-
-    Only one trailing ``/`` is dropped: the prefix ``'a//'`` (from key
-    ``'a//x'``) ends in an empty segment, and the key ``'a/'`` (a "directory
-    marker" object) lists inside ``a/`` with an empty name. Stripping every
-    slash would show them as ghost entries named ``a`` inside ``a``.
-    """
-    return (key[:-1] if key.endswith("/") else key).rsplit("/", 1)[-1]
-
-
-def is_hidden_key(key: str) -> bool:
-    """Keys never shown: sidecars, and names that cannot be path segments (``''``, ``.``, ``..``)."""
-    name = basename(key)
-    return name.endswith(SIDECAR_SUFFIX) or name in ("", ".", "..")
+        Raises
+        ------
+        CottonCandyError
+            For a broken entry: why it cannot be read.
+        """
+        raise NotImplementedError
 
 
-def fits_name_max(name: str) -> bool:
-    """Whether ``name`` can be a file name (at most ``NAME_MAX`` bytes): the kernel refuses longer ones."""
-    return len(name.encode("utf-8", "surrogateescape")) <= NAME_MAX
-
-
-def array_name(name: str) -> str:
-    """File name of a raw array stored under ``name`` (no double ``.npy``)."""
-    return name if name.endswith(NPY) else name + NPY
-
-
-def marked_name(entry: Entry) -> str:
-    """The name a collision loser is shown under."""
-    if entry.kind is Kind.OBJECT:
-        return entry.name + "~object"
-    stem = entry.name[: -len(NPY)] if entry.name.endswith((NPY, NPZ)) else entry.name
-    ext = NPZ if entry.kind is Kind.SPARSE else NPY
-    mark = {Kind.DASK: "dask", Kind.SPARSE: "sparse"}.get(entry.kind, "array")
-    return f"{stem}~{mark}{ext}"
-
-
-def candidates_for(name: str) -> tuple[list[str], list[str]]:
-    """Keys and prefix names (relative to the directory) that may claim ``name``.
-
-    Returns
-    -------
-    objects : list of str
-        Object names to HEAD.
-    prefixes : list of str
-        Sub-prefix names (without ``/``) to list or probe.
-    """
-    objects, prefixes = [name], [name]
-    if name.endswith(NPY) and len(name) > len(NPY):
-        objects.append(name[: -len(NPY)])
-        prefixes.append(name[: -len(NPY)])
-    elif name.endswith(NPZ) and len(name) > len(NPZ):
-        prefixes.append(name[: -len(NPZ)])
-    return objects, prefixes
-
-
-def assign_names(entries: Iterable[Entry]) -> dict[str, Entry]:
-    """Resolve name collisions (see module docstring); returns name -> entry.
-
-    Entries are given with their natural names; losers come back as copies
-    under their marked names.
-    """
-    def rank(entry: Entry) -> int:
-        if entry.kind is Kind.DIR:
-            return 0
-        return 1 if entry.name == basename(entry.key) else _RANK[entry.kind]
-
-    ordered = sorted(entries, key=lambda e: (e.name, rank(e), e.key))
-    out: dict[str, Entry] = {}
-    losers: list[Entry] = []
-    for entry in ordered:
-        if entry.name in out:
-            losers.append(entry)
-        else:
-            out[entry.name] = entry
-    for entry in losers:
-        name = marked_name(entry)
-        if name in out:  # a key literally named like our mark: keep the first claim
-            continue
-        out[name] = replace(entry, name=name, natural=False)
+def _array_xattrs(metadata: dict[str, str]) -> dict[str, str]:
+    """``dtype``, ``shape`` and ``compression`` as a raw array's metadata states them."""
+    out = {}
+    if "dtype" in metadata:
+        out["dtype"] = metadata["dtype"]
+    shape = stored_shape(metadata)  # a 0-d array's empty shape, even where the server dropped it
+    if shape is not None:
+        out["shape"] = shape
+    out["compression"] = stored_compression(metadata)
     return out
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return ",".join(map(str, shape))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadableEntry(FileEntry, Generic[_S]):
+    """A file whose descriptor is known when it is listed.
+
+    Attributes
+    ----------
+    file : descriptor
+        What the read path opens (without its parts, for dask and sparse files:
+        the tree adds their HEADs at open).
+    """
+
+    file: _S
+
+    @override
+    def source(self) -> _S:
+        """The descriptor."""
+        return self.file
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObjectFile(ReadableEntry[ObjectBody]):
+    """A plain object: its own name, bytes and size."""
+
+    kind = Kind.OBJECT
+    mark = "object"
+    rank = 1
+    extension = ""
+
+    @override
+    def marked_name(self) -> str:
+        """``<name>~object``: an object's name has no extension of ours."""
+        return self.name + "~object"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawArrayEntry(ReadableEntry[RawArrayFile]):
+    """A raw array, shown as ``<name>.npy``."""
+
+    kind = Kind.RAW
+    mark = "array"
+    rank = 2
+
+    @override
+    def xattrs(self) -> dict[str, str]:
+        """Key, and dtype, shape and compression as stored."""
+        return {"key": self.key, **_array_xattrs(self.metadata)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaskArrayEntry(ReadableEntry[DaskArrayFile]):
+    """A dask array prefix, shown as one ``<name>.npy``."""
+
+    kind = Kind.DASK
+    mark = "dask"
+    rank = 3
+
+    @override
+    def xattrs(self) -> dict[str, str]:
+        """Key, and the manifest's dtype and shape."""
+        manifest = self.file.manifest
+        return {"key": self.key, "dtype": manifest.dtype.str, "shape": _shape_text(manifest.shape)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SparseMatrixEntry(ReadableEntry[SparseMatrixFile]):
+    """A sparse matrix prefix, shown as ``<name>.npz``."""
+
+    kind = Kind.SPARSE
+    mark = "sparse"
+    rank = 4
+    extension = NPZ
+
+    @override
+    def xattrs(self) -> dict[str, str]:
+        """Key, and the matrix's shape."""
+        return {"key": self.key, "shape": _shape_text(self.file.manifest.shape)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokenEntry(FileEntry):
+    """An array whose metadata (or manifest, or HEAD) cannot be used: ``EIO`` when opened.
+
+    Attributes
+    ----------
+    error : Exception
+        Why it cannot be read.
+    """
+
+    error: Exception
+    kind = Kind.BROKEN
+    mark = "array"
+    rank = 2
+
+    @override
+    def source(self) -> Source:
+        """Never: raises the reason the entry is broken."""
+        raise self.error
+
+    @override
+    def xattrs(self) -> dict[str, str]:
+        """Key, and what the metadata says, when it says anything."""
+        metadata = self.metadata
+        return {"key": self.key, **_array_xattrs(metadata)} if metadata else {"key": self.key}

@@ -20,6 +20,7 @@ import bisect
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["GzipIndex", "GzipStats", "ObjectState", "SNAPSHOT_BYTES", "MAX_CURSORS"]
 
@@ -64,9 +65,9 @@ class ObjectState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.offsets: list[int] = []  # output offsets, ascending
-        self.snapshots: list[tuple[int, object]] = []  # (input offset, decompressobj), same order
+        self.snapshots: list[tuple[int, Any]] = []  # (input offset, decompressobj of zlib, isal or zlib-ng)
         self.stride = 1  # keep checkpoints at multiples of stride * interval
-        self.cursor = None  # the live decoder of the last decode (a gzstream cursor)
+        self.cursor: Any = None  # the live decoder of the last decode (a gzstream cursor)
 
     def best(self, out_off: int) -> int:
         """Index of the last checkpoint at or before ``out_off``, or -1."""
@@ -139,7 +140,7 @@ class GzipIndex:
         i = st.best(out_off)
         return i < 0 or st.offsets[i] != out_off
 
-    def add(self, st: ObjectState, out_off: int, in_off: int, dobj) -> None:
+    def add(self, st: ObjectState, out_off: int, in_off: int, dobj: Any) -> None:
         """Store a snapshot (the caller holds ``st.lock``), enforcing the bounds.
 
         Over the bound, the object holding the most checkpoints is thinned

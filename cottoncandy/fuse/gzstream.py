@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from typing import Hashable
+from typing import Any, Hashable
+
+from typing_extensions import override
 
 from ..errors import ArrayFormatError
-from ..gzipcodec import GZIP_WBITS, decode_errors, inflate_library
+from ..format.gzipcodec import GZIP_WBITS, decode_errors, inflate_library
 from .blocks import BlockStream, ReadContext
 from .gzindex import GzipIndex, ObjectState
 
@@ -56,13 +58,13 @@ class _Cursor:
 
     __slots__ = ("dobj", "in_pos", "pending", "out_off", "streaming", "ahead")
 
-    def __init__(self, dobj, in_pos: int, out_off: int):
+    def __init__(self, dobj: Any, in_pos: int, out_off: int):
         self.dobj = dobj
         self.in_pos = in_pos
         self.pending = b""
         self.out_off = out_off
         self.streaming = False
-        self.ahead: Future | None = None
+        self.ahead: Future[bytes] | None = None
 
     @property
     def consumed(self) -> int:
@@ -96,9 +98,11 @@ class GzipStream(BlockStream):
         self._decode_errors = decode_errors()  # snapshots of another stream may come from another library
         log.debug("%s: gzip body decoded with %s", key, self._library.name)
 
+    @override
     def block_key(self, index: int) -> Hashable:  # noqa: D102
         return (self.key, self.etag, "decoded", index)
 
+    @override
     def _schedule(self, indices: list[int]) -> None:
         # one task decodes the run in order: each block continues from the previous one's cursor
         self.ctx.submit(self._load_run, indices)
@@ -107,6 +111,7 @@ class GzipStream(BlockStream):
         for index in indices:
             self.block(index)
 
+    @override
     def read(self, offset: int, length: int, random: bool = False) -> bytes:
         """As :meth:`BlockStream.read`; a random reader's miss in a body bigger than the cache decodes only its span.
 
@@ -146,6 +151,7 @@ class GzipStream(BlockStream):
     def _error(self, what: str) -> ArrayFormatError:
         return ArrayFormatError(f"{self.key}: gzip body {what}", self.key)
 
+    @override
     def _load_block(self, index: int) -> bytes:
         st = self.index.state(self.key, self.etag)
         with st.lock:
@@ -158,7 +164,7 @@ class GzipStream(BlockStream):
         """The live cursor if it is at or before ``target`` and no checkpoint is nearer, else :meth:`_from_checkpoint`."""
         i = st.best(target)
         ck_off = st.offsets[i] if i >= 0 else 0
-        cur = st.cursor
+        cur: _Cursor | None = st.cursor
         if cur is not None and ck_off <= cur.out_off <= target:
             st.cursor = None
             self.index.count("cursor_resumes")

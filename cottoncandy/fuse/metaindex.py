@@ -40,9 +40,10 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class MetadataIndex:
         Bound on rows kept (all locations together).
     """
 
-    def __init__(self, directory: str | os.PathLike, location: str, max_entries: int = DEFAULT_MAX_ENTRIES):
+    def __init__(self, directory: str | os.PathLike[str], location: str, max_entries: int = DEFAULT_MAX_ENTRIES):
         self.directory = Path(directory)
         self.path = self.directory / FILE_NAME
         self.location = location
@@ -221,7 +222,8 @@ class MetadataIndex:
                 return {}
         return found
 
-    def _row(self, key, etag, size, metadata, body, digest, want) -> IndexedObject | None:
+    def _row(self, key: Any, etag: Any, size: Any, metadata: Any, body: Any, digest: Any,
+             want: tuple[str, int] | None) -> IndexedObject | None:
         if want is None or (etag, size) != (want[0], want[1]):
             return None
         if not isinstance(key, str) or not isinstance(metadata, str) or not isinstance(size, int):
@@ -266,7 +268,7 @@ class MetadataIndex:
                 self._failed(exc)
 
     @contextlib.contextmanager
-    def _transaction(self):
+    def _transaction(self) -> Iterator[None]:
         assert self._db is not None
         self._db.execute("BEGIN IMMEDIATE")
         try:

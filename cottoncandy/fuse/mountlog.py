@@ -27,6 +27,9 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import BinaryIO
+
+from typing_extensions import override
 
 LOG_MAX_BYTES = 10 << 20
 LOG_BACKUPS = 2
@@ -46,7 +49,7 @@ def default_log_path(mountpoint: str) -> Path:
     return Path(state) / "cottoncandy" / f"{name}.log"
 
 
-def open_for_child(path: str | Path):
+def open_for_child(path: str | Path) -> BinaryIO:
     """Open (creating its directory) the file the background process's stdout and stderr go to."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return open(path, "ab")  # noqa: SIM115 - handed to subprocess.Popen, closed by the caller
@@ -63,6 +66,7 @@ class RotatingStdioLog(logging.handlers.RotatingFileHandler):
         super().__init__(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
         self._hold_stdio()
 
+    @override
     def doRollover(self) -> None:
         super().doRollover()
         self._hold_stdio()

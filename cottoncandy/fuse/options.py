@@ -26,6 +26,9 @@ import pwd
 import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from typing_extensions import override
 
 from .. import __version__
 from .mountlog import LOG_BACKUPS, LOG_MAX_BYTES
@@ -109,12 +112,12 @@ def block_size(text: str) -> int:
     return value
 
 
-def _owner(lookup: Callable[[str], object], what: str) -> Callable[[str], int]:
+def _owner(lookup: Callable[[str], Any], what: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         if text.isdigit():
             return int(text)
         try:
-            return lookup(text)[2]  # type: ignore[index]  # pw_uid / gr_gid
+            return int(lookup(text)[2])  # pw_uid / gr_gid
         except KeyError:
             raise argparse.ArgumentTypeError(f"no such {what} {text!r}") from None
 
@@ -165,11 +168,15 @@ def split_mount_options(text: str) -> list[str]:
 class MountArgumentParser(argparse.ArgumentParser):
     """An argparse parser that also reads ``-o`` mount options and reports mistakes in one line."""
 
-    def error(self, message: str):  # type: ignore[override]
+    @override
+    def error(self, message: str) -> NoReturn:
         """Print ``cottoncandy-mount: <message>`` (one line, no usage dump) and exit with status 2."""
         self.exit(USAGE_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
-    def parse_known_args(self, args: Sequence[str] | None = None, namespace=None):
+    @override
+    def parse_known_args(  # type: ignore[override]  # typeshed's overloads only narrow the namespace's type
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
         """Rewrite ``-o`` options into long options, parse, then check options against each other."""
         argv = list(sys.argv[1:] if args is None else args)
         expanded, fuse_options, ignored = self._expand_mount_options(argv)
@@ -218,7 +225,7 @@ class MountArgumentParser(argparse.ArgumentParser):
                 elif key in IGNORED or option.startswith(IGNORED_PREFIXES):
                     ignored.append(option)
                 elif key in longs:
-                    out.extend(self._long_option(longs[key], key, has_value, value))
+                    out.extend(self._long_option(longs[key], key, bool(has_value), value))
                 else:
                     self.error(f"unknown mount option {option!r}")
         return out, fuse_options, ignored
@@ -297,8 +304,9 @@ def build_parser() -> MountArgumentParser:
                         "empty, with a warning (default: the whole bucket)")
     parser.add_argument("--backend", choices=("s3", "local"), default="s3", help="storage backend (default: %(default)s)")
     parser.add_argument("--cache-size", type=parse_size, default="1GiB", metavar="SIZE",
-                        help="memory for cached decoded blocks and gzip checkpoints (these get a quarter, "
-                        "at most 64 MiB): at least two blocks, at most the machine's memory (default: %(default)s)")
+                        help="memory for cached decoded blocks, built .npz files and gzip checkpoints (these "
+                        "get a quarter, at most 64 MiB): at least two blocks, at most the machine's memory "
+                        "(default: %(default)s)")
     parser.add_argument("--block-size", type=block_size, default="8MiB", metavar="SIZE",
                         help=f"size of a cached block and of one ranged GET, {format_size(MIN_BLOCK_SIZE)} to "
                         f"{format_size(MAX_BLOCK_SIZE)} (default: %(default)s)")
@@ -348,7 +356,7 @@ def build_parser() -> MountArgumentParser:
     return parser
 
 
-def s3_settings(args: argparse.Namespace, quick: bool = False) -> dict[str, object]:
+def s3_settings(args: argparse.Namespace, quick: bool = False) -> dict[str, Any]:
     """:class:`~cottoncandy.config.S3Settings` fields from ``--timeout`` and ``--retries``.
 
     ``quick`` (the checks before mounting) caps retries and the connect timeout

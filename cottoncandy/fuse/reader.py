@@ -2,7 +2,9 @@
 
 One :class:`ReadPath` per mount owns the block cache, the gzip checkpoint
 index and a thread pool for background loads. :meth:`ReadPath.open` turns a
-descriptor from :mod:`cottoncandy.fuse.sources` into an :class:`OpenFile`.
+descriptor from :mod:`cottoncandy.fuse.sources` into an :class:`OpenFile`;
+:meth:`ReadPath.size` tells a file's size, building it when only that tells
+(a sparse matrix's ``.npz``, see :mod:`cottoncandy.fuse.sparsefile`).
 Reads are thread-safe and may come from many FUSE threads at once.
 
 Read-ahead: an open file that is read sequentially gets the next blocks
@@ -22,15 +24,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Union
 
 from ..backends.base import StorageBackend
-from ..codecs import get_codec, normalize_compression
 from ..errors import ArrayFormatError, StorageError
-from ..metadata import ArrayMeta
+from ..format.codecs import get_codec
+from ..format.compression import normalize_compression
+from ..format.metadata import ArrayMeta
 from .blocks import BlockStream, CodecStream, EmptyStream, ObjectLocks, ReadContext, StoredStream
 from .cache import BlockCache
 from .daskstream import DaskStream
 from .gzindex import GzipIndex
 from .gzstream import GzipStream
-from .sources import DaskArrayFile, InMemoryFile, ObjectBody, RawArrayFile, Source, array_header, file_size
+from .sources import (DaskArrayFile, InMemoryFile, ObjectBody, RawArrayFile, Source, SparseMatrixFile, array_header,
+                      file_size)
+from .sparsefile import SparseFiles
 
 __all__ = ["ReadPath", "OpenFile", "file_size"]
 
@@ -200,6 +205,7 @@ class ReadPath:
         self.ctx = ReadContext(backend=backend, cache=self.cache, executor=self._executor,
                                block_size=block_size, locks=ObjectLocks(), io_executor=self._io_executor,
                                random_read_size=random_read_size)
+        self.sparse = SparseFiles(self.cache, self._read_whole)
 
     # -- streams ---------------------------------------------------------------
     def array_stream(self, key: str, etag: str, body_size: int, meta: ArrayMeta) -> BlockStream:
@@ -231,7 +237,7 @@ class ReadPath:
 
         Parameters
         ----------
-        source : ObjectBody, RawArrayFile, DaskArrayFile or InMemoryFile
+        source : ObjectBody, RawArrayFile, DaskArrayFile, SparseMatrixFile or InMemoryFile
 
         Returns
         -------
@@ -241,12 +247,13 @@ class ReadPath:
         ------
         ArrayFormatError
             The array cannot be served (unknown codec, body size contradicting
-            the shape, dask parts missing or inconsistent).
+            the shape, dask parts or sparse attributes missing or inconsistent).
         """
         ra = self.max_readahead_blocks
         slack = 2 * self.block_size  # also for gzip's smaller blocks: the kernel's disorder is the same
         if isinstance(source, ObjectBody):
-            stream = StoredStream(self.ctx, source.key, source.etag, source.size, short_error=StorageError)
+            stream: BlockStream = StoredStream(self.ctx, source.key, source.etag, source.size,
+                                               short_error=StorageError)
             return OpenFile(source.key, b"", stream, readahead_blocks=ra, slack=slack)
         if isinstance(source, RawArrayFile):
             stream = self.array_stream(source.key, source.etag, source.body_size, source.meta)
@@ -254,9 +261,35 @@ class ReadPath:
         if isinstance(source, DaskArrayFile):
             dstream = DaskStream(self.ctx, source.manifest, dict(source.parts), self.array_stream)
             return OpenFile(source.manifest.key, array_header(source), dstream, readahead_blocks=ra, slack=slack)
+        if isinstance(source, SparseMatrixFile):
+            source = InMemoryFile(source.manifest.key, self.sparse.data(source))
         if isinstance(source, InMemoryFile):
             return OpenFile(source.name, bytes(source.data), None, readahead_blocks=0)
         raise TypeError(f"not a file source: {source!r}")
+
+    def size(self, source: Source) -> int:
+        """Exact size of the file ``source`` stands for.
+
+        Known from the descriptor for every file but a sparse matrix's ``.npz``:
+        that one is built (and kept in the block cache) on the first call for
+        its version, so a first ``stat`` of it reads its attribute arrays.
+
+        Raises
+        ------
+        ArrayFormatError, CottonCandyError
+            When building fails (see :meth:`open`).
+        """
+        if isinstance(source, SparseMatrixFile):
+            return self.sparse.size(source)
+        return file_size(source)
+
+    def _read_whole(self, source: RawArrayFile) -> bytes:
+        """All bytes of an array file (the attribute arrays of a sparse matrix)."""
+        handle = self.open(source)
+        try:
+            return handle.read(0, handle.size)
+        finally:
+            handle.release()
 
     def stats(self) -> dict[str, object]:
         """Counters of the block cache and of gzip decoding."""

@@ -1,30 +1,43 @@
 """What a mounted file is made of: descriptors the tree builds and :class:`ReadPath` opens.
 
 Each descriptor is a small frozen dataclass that pins the version (ETag) of
-everything it reads, so the size computed by :func:`file_size` and the bytes
-served by :meth:`ReadPath.open` always describe the same version.
+everything it reads, so the size it states and the bytes
+:meth:`ReadPath.open` serves always describe the same version, and
+:attr:`version` changes whenever those bytes may.
+
+Dask and sparse files are :class:`PartedFile`\\ s: what they are comes from
+their manifest, listed with the directory, but what they read are the arrays
+the manifest names, whose HEADs the tree gathers only when the file is opened
+(:meth:`PartedFile.with_parts`).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import Mapping, Union
+import hashlib
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TypeVar, Union
+
+from typing_extensions import override
 
 from ..backends.base import ObjectInfo
-from ..manifests import DaskManifest
-from ..metadata import ArrayMeta
-from ..npyheader import npy_header
+from ..format.manifests import DaskManifest, SparseManifest
+from ..format.metadata import ArrayMeta
+from ..format.npyheader import npy_file_size, npy_header
 
 __all__ = [
     "ObjectBody",
     "RawArrayFile",
     "DaskArrayFile",
+    "SparseMatrixFile",
     "InMemoryFile",
+    "PartedFile",
     "Source",
     "file_size",
     "array_header",
 ]
+
+_P = TypeVar("_P", bound="PartedFile")
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,16 @@ class ObjectBody:
     key: str
     etag: str
     size: int
+
+    @property
+    def known_size(self) -> int:
+        """The file's size."""
+        return self.size
+
+    @property
+    def version(self) -> Hashable:
+        """Changes whenever the file's bytes may."""
+        return ("object", self.key, self.etag)
 
 
 @dataclass(frozen=True)
@@ -64,9 +87,46 @@ class RawArrayFile:
     body_size: int
     meta: ArrayMeta
 
+    @property
+    def known_size(self) -> int:
+        """Header + ``prod(shape) * itemsize``."""
+        return npy_file_size(self.meta.dtype, self.meta.shape, self.meta.order == "F")
+
+    @property
+    def version(self) -> Hashable:
+        """Changes whenever the file's bytes may (metadata can change without the body)."""
+        return ("array", self.key, self.etag, self.meta)
+
+
+class PartedFile:
+    """A file made of the arrays a manifest names; their HEADs are gathered at open.
+
+    Subclasses are frozen dataclasses with a ``parts`` field (part key ->
+    :class:`ObjectInfo`) and an ``etag`` field (the manifest's).
+    """
+
+    __slots__ = ()
+    parts: Mapping[str, ObjectInfo]
+    etag: str
+
+    def part_keys(self) -> frozenset[str]:
+        """Keys of the arrays the file reads."""
+        raise NotImplementedError
+
+    def with_parts(self: _P, parts: Mapping[str, ObjectInfo]) -> _P:
+        """This file with the HEADs of its parts."""
+        raise NotImplementedError
+
+    def _parts_version(self) -> bytes:
+        """A digest of the parts' keys and ETags (a dask array may have thousands)."""
+        digest = hashlib.blake2b(digest_size=16)
+        for key, info in sorted(self.parts.items()):
+            digest.update(f"{key}\0{info.etag}\0".encode("utf-8", "surrogateescape"))
+        return digest.digest()
+
 
 @dataclass(frozen=True)
-class DaskArrayFile:
+class DaskArrayFile(PartedFile):
     """A dask array, served as one C-order ``.npy`` assembled from its parts.
 
     Attributes
@@ -76,15 +136,85 @@ class DaskArrayFile:
         Part key -> :class:`ObjectInfo` (from a HEAD, so with metadata; a part
         given without metadata is HEADed when the file is opened). Parts of
         empty chunks may be missing.
+    etag : str
+        Version of the manifest.
     """
 
     manifest: DaskManifest
-    parts: Mapping[str, ObjectInfo] = field(hash=False)
+    parts: Mapping[str, ObjectInfo] = field(default_factory=dict, hash=False)
+    etag: str = ""
+
+    @property
+    def known_size(self) -> int:
+        """Header + ``prod(shape) * itemsize``."""
+        return npy_file_size(self.manifest.dtype, self.manifest.shape)
+
+    @property
+    def version(self) -> Hashable:
+        """Changes whenever the manifest or a part changes."""
+        return ("dask", self.manifest.key, self.etag, self._parts_version())
+
+    @override
+    def part_keys(self) -> frozenset[str]:
+        """Keys of the parts of non-empty chunks."""
+        return frozenset(self.manifest.nonempty_parts().values())
+
+    @override
+    def with_parts(self, parts: Mapping[str, ObjectInfo]) -> DaskArrayFile:
+        """This file with the HEADs of its parts."""
+        return replace(self, parts=dict(parts))
+
+
+@dataclass(frozen=True)
+class SparseMatrixFile(PartedFile):
+    """A sparse matrix, served as the ``.npz`` ``scipy.sparse.save_npz`` writes.
+
+    Only building the file tells its size: the read path builds it (see
+    :mod:`cottoncandy.fuse.sparsefile`).
+
+    Attributes
+    ----------
+    manifest : SparseManifest
+    etag : str
+        Version of the manifest.
+    parts : dict
+        Attribute-array key -> :class:`ObjectInfo` (with metadata).
+    """
+
+    manifest: SparseManifest
+    etag: str
+    parts: Mapping[str, ObjectInfo] = field(default_factory=dict, hash=False)
+
+    @property
+    def known_size(self) -> None:
+        """Unknown until built."""
+        return None
+
+    @property
+    def version(self) -> Hashable:
+        """Changes whenever the manifest or an attribute array changes."""
+        return ("sparse", self.manifest.key, self.etag, self._parts_version())
+
+    @override
+    def part_keys(self) -> frozenset[str]:
+        """Keys of the attribute arrays the matrix type needs.
+
+        Raises
+        ------
+        ArrayFormatError
+            When the manifest lacks one of them.
+        """
+        return frozenset(self.manifest.part_keys().values())
+
+    @override
+    def with_parts(self, parts: Mapping[str, ObjectInfo]) -> SparseMatrixFile:
+        """This file with the HEADs of its attribute arrays."""
+        return replace(self, parts=dict(parts))
 
 
 @dataclass(frozen=True)
 class InMemoryFile:
-    """A file whose bytes the tree already built (a sparse ``.npz``, for example).
+    """A file whose bytes are already built (the read path's ``.npz`` of a sparse matrix).
 
     Attributes
     ----------
@@ -96,8 +226,18 @@ class InMemoryFile:
     name: str
     data: bytes = field(repr=False)
 
+    @property
+    def known_size(self) -> int:
+        """``len(data)``."""
+        return len(self.data)
 
-Source = Union[ObjectBody, RawArrayFile, DaskArrayFile, InMemoryFile]
+    @property
+    def version(self) -> Hashable:
+        """Changes with the bytes."""
+        return ("memory", self.name, hash(self.data))
+
+
+Source = Union[ObjectBody, RawArrayFile, DaskArrayFile, SparseMatrixFile, InMemoryFile]
 
 
 def array_header(source: RawArrayFile | DaskArrayFile) -> bytes:
@@ -105,8 +245,7 @@ def array_header(source: RawArrayFile | DaskArrayFile) -> bytes:
     if isinstance(source, RawArrayFile):
         meta = source.meta
         return npy_header(meta.dtype, meta.shape, fortran_order=meta.order == "F")
-    manifest = source.manifest
-    return npy_header(manifest.dtype, manifest.shape, fortran_order=False)
+    return npy_header(source.manifest.dtype, source.manifest.shape, fortran_order=False)
 
 
 def file_size(source: Source) -> int:
@@ -121,14 +260,13 @@ def file_size(source: Source) -> int:
     int
         ``size`` for plain objects, header + ``prod(shape) * itemsize`` for
         arrays, ``len(data)`` for in-memory files.
+
+    Raises
+    ------
+    ValueError
+        For a sparse matrix: only building it tells (:meth:`ReadPath.size`).
     """
-    if isinstance(source, ObjectBody):
-        return source.size
-    if isinstance(source, InMemoryFile):
-        return len(source.data)
-    if isinstance(source, RawArrayFile):
-        return len(array_header(source)) + source.meta.nbytes
-    if isinstance(source, DaskArrayFile):
-        m = source.manifest
-        return len(array_header(source)) + math.prod(m.shape) * m.dtype.itemsize
-    raise TypeError(f"not a file source: {source!r}")
+    size = source.known_size
+    if size is None:
+        raise ValueError(f"the size of {source!r} is known only once it is built (ReadPath.size)")
+    return size

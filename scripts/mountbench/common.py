@@ -26,8 +26,8 @@ from mountbench.baselines import boto3_parallel_get
 from mountbench.figures import Target
 from mountbench.mounts import FileSystem
 
-from cottoncandy.fuse.cli import parse_size
-from cottoncandy.metadata import ArrayMeta
+from cottoncandy.fuse.options import parse_size
+from cottoncandy.format.metadata import ArrayMeta
 
 BUCKET = "benchmount"
 RSS_ALLOWANCE = 150 << 20  # target: cache size + this

@@ -13,11 +13,11 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .backends.base import StorageBackend
-from .errors import BucketNotFoundError
+from ..errors import BucketNotFoundError
+from .base import StorageBackend
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .backends.s3 import S3Backend
+    from .s3 import S3Backend
 
 logger = logging.getLogger(__name__)
 
@@ -80,17 +80,17 @@ def make_backend(
         ``config`` is not a botocore ``Config``, or an unknown setting was given.
     """
     if backend == "local":
-        from .backends.local import LocalBackend
-        from .config import resolve_force_bucket_creation
+        from ..config.settings import resolve_force_bucket_creation
+        from .local import LocalBackend
 
         if not bucket_name:
             raise ValueError("backend='local' needs a directory as bucket_name")
         return LocalBackend(bucket_name, create=resolve_force_bucket_creation(force_bucket_creation))
     if backend != "s3":
         raise ValueError(f"unknown backend {backend!r}: use 's3' or 'local'")
-    from .backends.s3 import S3Backend
-    from .backends.s3client import settings_from_config
-    from .config import S3Settings, resolve_connection
+    from ..config.settings import S3Settings, resolve_connection
+    from .s3 import S3Backend
+    from .s3client import settings_from_config
 
     connection = resolve_connection(bucket_name, access_key, secret_key, endpoint_url, force_bucket_creation)
     credentials = connection.credentials
@@ -102,7 +102,9 @@ def make_backend(
     fields.update(settings)
     if connection.signature_version and "signature_version" not in fields:
         fields["signature_version"] = connection.signature_version
-    store = S3Backend(connection.bucket, credentials, S3Settings(**fields, client_config=config))
+    # no bucket: a backend for bucket-level calls only (list, create), as get_interface() without one allows
+    store = S3Backend(connection.bucket, credentials,  # type: ignore[arg-type]
+                      S3Settings(**fields, client_config=config))
     if connection.bucket:
         try:
             _open_bucket(store, connection.force_bucket_creation)

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import listing
+from typing_extensions import override
+
+from ..backends.base import ObjectInfo, StorageBackend
+from ..format.metadata import parse_shape, stored_shape
+from ..transfer import arrayio, listing
+from ..transfer.progress import ProgressArg
 from .groups import load_stored_prefix
-from .metadata import parse_shape, stored_shape
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .interface import Interface
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,18 @@ class BrowserNode:
     """A key or prefix of the bucket.
 
     Attributes are prefixed with ``_`` so that they do not hide children.
+
+    Parameters
+    ----------
+    backend : StorageBackend
+    path : str
+    progress : bool or callable
+        Progress reporting of the downloads :meth:`ObjectNode.load` makes.
     """
 
-    def __init__(self, interface: "Interface", path: str):
-        self._interface = interface
+    def __init__(self, backend: StorageBackend, path: str, progress: ProgressArg = False):
+        self._backend = backend
+        self._progress = progress
         self._path = path.strip("/")
 
     @property
@@ -67,14 +76,14 @@ class BrowserNode:
 
     @property
     def _bucket(self) -> str | None:
-        return self._interface.bucket_name
+        return self._backend.bucket
 
 
 class Directory(BrowserNode):
     """A prefix: children are attributes (see :func:`attribute_name`)."""
 
-    def __init__(self, interface: "Interface", path: str):
-        super().__init__(interface, path)
+    def __init__(self, backend: StorageBackend, path: str, progress: ProgressArg = False):
+        super().__init__(backend, path, progress)
         self._cache: dict[str, tuple[str, bool]] | None = None
 
     @property
@@ -83,7 +92,7 @@ class Directory(BrowserNode):
         if self._cache is None:
             children: dict[str, tuple[str, bool]] = {}
             base = len(self._path) + 1 if self._path else 0
-            for entry in listing.list_level(self._interface.backend, self._path):
+            for entry in listing.list_level(self._backend, self._path):
                 real, is_dir = entry[base:].rstrip("/"), entry.endswith("/")
                 if not real:
                     continue
@@ -98,10 +107,10 @@ class Directory(BrowserNode):
 
     def _child(self, real: str, is_dir: bool) -> BrowserNode:
         path = f"{self._path}/{real}" if self._path else real
-        return make_node(self._interface, path, is_dir)
+        return make_node(self._backend, path, is_dir, self._progress)
 
     def __getattr__(self, attr: str) -> BrowserNode:
-        if attr.startswith("__") or attr in ("_cache", "_path", "_interface"):
+        if attr.startswith("__") or attr in ("_cache", "_path", "_backend", "_progress"):
             raise AttributeError(attr)
         children = self._children
         if attr in children:
@@ -118,6 +127,7 @@ class Directory(BrowserNode):
         except AttributeError:
             raise KeyError(name) from None
 
+    @override
     def __dir__(self) -> list[str]:
         return sorted(self._children)
 
@@ -131,9 +141,10 @@ class Directory(BrowserNode):
     def _glob(self, pattern: str | None = None) -> list[str]:
         """Sorted keys of every object below this directory, or those matching ``pattern`` (relative)."""
         if pattern is None:
-            return [info.key for info in listing.iter_tree(self._interface.backend, self._path)]
-        return self._interface.glob(f"{self._path}/{pattern}" if self._path else pattern)
+            return [info.key for info in listing.iter_tree(self._backend, self._path)]
+        return listing.glob(self._backend, f"{self._path}/{pattern}" if self._path else pattern)
 
+    @override
     def __repr__(self) -> str:
         return f"cottoncandy-path <bucket:{self._bucket}> {self._curdir}"
 
@@ -141,6 +152,7 @@ class Directory(BrowserNode):
 class Group(Directory):
     """A directory under a group extension (``.grp``...): ``keys()`` and ``load(key)``."""
 
+    @override
     def __dir__(self) -> list[str]:
         return ["keys", "load"] + sorted(self._children)
 
@@ -165,11 +177,12 @@ class Group(Directory):
             raise ValueError(f"{key!r} is not one of {self.keys()}") from None
         if isinstance(node, ObjectNode):
             return node.load()
-        stored = load_stored_prefix(self._interface, node._fullpath, lazy=True)
+        stored = load_stored_prefix(self._backend, node._fullpath, lazy=True)
         if stored is None:
             raise ValueError(f"{node._fullpath} is a directory; choose one of {node._ls()}")
         return stored
 
+    @override
     def __repr__(self) -> str:
         return f"<cottoncandy-group <bucket:{self._bucket}> ({self._curdir}: {len(self._children)} keys)>"
 
@@ -177,19 +190,21 @@ class Group(Directory):
 class ObjectNode(BrowserNode):
     """One object; a *dataset* when it carries array metadata."""
 
-    def _head(self):
-        return self._interface.backend.head(self._path)
+    def _head(self) -> ObjectInfo:
+        return self._backend.head(self._path)
 
     def load(self) -> Any:
         """Download this object as a raw array."""
-        return self._interface.download_raw_array(self._path)
+        return arrayio.download_raw(self._backend, self._path, self._progress)
 
+    @override
     def __dir__(self) -> list[str]:
         return ["load"]
 
     def __len__(self) -> int:
         return 0
 
+    @override
     def __repr__(self) -> str:
         info = self._head()
         shape_text = stored_shape(info.metadata)
@@ -199,25 +214,27 @@ class ObjectNode(BrowserNode):
         return f"cottoncandy-file <bucket:{self._bucket}> [{info.size / MB:0.01f}MB]"
 
 
-def make_node(interface: "Interface", path: str, is_dir: bool) -> BrowserNode:
+def make_node(backend: StorageBackend, path: str, is_dir: bool, progress: ProgressArg = False) -> BrowserNode:
     """The node for ``path``: a group, a directory or an object."""
     if not is_dir:
-        return ObjectNode(interface, path)
+        return ObjectNode(backend, path, progress)
     if any(ext in path for ext in GROUP_EXTENSIONS):
-        return Group(interface, path)
-    return Directory(interface, path)
+        return Group(backend, path, progress)
+    return Directory(backend, path, progress)
 
 
-def make_browser(interface: "Interface", path: str = "") -> BrowserNode:
+def make_browser(backend: StorageBackend, path: str = "", progress: ProgressArg = False) -> BrowserNode:
     """A browser rooted at ``path`` (``''``: the bucket root).
 
     Parameters
     ----------
-    interface : Interface
+    backend : StorageBackend
     path : str
         A prefix, or the key of one object.
+    progress : bool or callable
+        Progress reporting of downloads (``True``: a tqdm bar).
     """
     path = path.strip("/")
-    if path and not listing.is_prefix(interface.backend, path) and listing.exists_object(interface.backend, path):
-        return ObjectNode(interface, path)
-    return make_node(interface, path, True)
+    if path and not listing.is_prefix(backend, path) and listing.exists_object(backend, path):
+        return ObjectNode(backend, path, progress)
+    return make_node(backend, path, True, progress)

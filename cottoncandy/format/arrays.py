@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from .codecs import DEFAULT_COMPRESSION, BytesLike, RawCodec, codec_for_size, get_codec
-from .errors import ArrayFormatError, ArrayTooLargeError, UnsupportedArrayError
+from ..errors import ArrayFormatError, ArrayTooLargeError, UnsupportedArrayError
+from .codecbase import BytesLike, RawCodec
+from .codecs import codec_for_size, get_codec
+from .compression import DEFAULT_COMPRESSION
 from .metadata import ArrayMeta
 
 
@@ -63,7 +65,7 @@ def byte_view(arr: np.ndarray) -> memoryview:
         flat = arr.T.reshape(-1)
     else:
         raise ValueError("byte_view needs a contiguous array")
-    return memoryview(flat.view(np.uint8))
+    return flat.view(np.uint8).data
 
 
 def encode_array(
@@ -77,9 +79,9 @@ def encode_array(
         Array or numpy scalar; any memory layout.
     compression : str, bool or None
         ``None``/``False`` for an uncompressed body, ``True`` for the default
-        codec (:data:`~cottoncandy.codecs.DEFAULT_COMPRESSION`), ``'gzip'``, or a
+        codec (:data:`~cottoncandy.format.compression.DEFAULT_COMPRESSION`), ``'gzip'``, or a
         numcodecs id (``'Blosc'``, ``'Zstd'``, ``'LZ4'``...); read by
-        :func:`~cottoncandy.codecs.normalize_compression`. Empty arrays are always
+        :func:`~cottoncandy.format.compression.normalize_compression`. Empty arrays are always
         stored uncompressed, and bodies over a codec's size limit (Blosc, LZ4:
         ~2 GiB) are compressed with Zstd; the metadata says what was used.
     key : str, optional
@@ -128,7 +130,7 @@ def empty_for(meta: ArrayMeta, key: str | None = None) -> np.ndarray:
     ------
     ArrayTooLargeError
         When the memory cannot be allocated (metadata of a corrupt object
-        can claim any size up to :data:`~cottoncandy.metadata.MAX_ARRAY_BYTES`).
+        can claim any size up to :data:`~cottoncandy.format.metadata.MAX_ARRAY_BYTES`).
     """
     try:
         return np.empty(meta.shape, dtype=meta.dtype, order=meta.order)

@@ -9,21 +9,18 @@ that array rather than as a dict of its parts.
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
-from . import arrayio, listing
-from .errors import ArrayFormatError, ObjectNotFoundError
-from .manifests import is_dask_manifest, is_sparse_manifest
-from .metadata import is_array_metadata
-from .objectio import read_body
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .interface import Interface
+from ..backends.base import StorageBackend
+from ..errors import ArrayFormatError, ObjectNotFoundError
+from ..format.manifests import DaskManifest, SparseManifest, classify, manifest_key, may_be_manifest
+from ..transfer import arrayio, listing
+from ..transfer.objectio import read_body
+from . import dask_arrays, sparse_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -38,24 +35,13 @@ def _check_name(name: Any, parent: str) -> str:
     return name
 
 
-def _split_compression(metadata: Mapping[str, str]) -> tuple[Any, dict[str, str]]:
-    """Take ``compression`` out of the user metadata (0.4.0 passed it on to upload_raw_array).
-
-    The value (``'True'``, ``'False'``, a codec name: the Interface turned it
-    into a string) is read by :func:`cottoncandy.codecs.normalize_compression`
-    when the leaves are encoded; without one the leaves get the default codec.
-    """
-    rest = dict(metadata)
-    return rest.pop("compression", True), rest
-
-
-def dict2cloud(interface: "Interface", key: str, array_dict: Mapping[str, Any],
+def dict2cloud(backend: StorageBackend, key: str, array_dict: Mapping[str, Any],
                metadata: Mapping[str, str] | None = None) -> None:
     """Store a (nested) dict of arrays: one raw array per leaf, sub-dicts as sub-directories.
 
     Parameters
     ----------
-    interface : Interface
+    backend : StorageBackend
     key : str
         Root prefix of the group.
     array_dict : mapping
@@ -69,7 +55,10 @@ def dict2cloud(interface: "Interface", key: str, array_dict: Mapping[str, Any],
     TypeError, ValueError
         A key is not a plain name (a string without ``/``).
     """
-    compression, user_meta = _split_compression(metadata or {})
+    user_meta = dict(metadata or {})
+    # 0.4.0 passed a 'compression' entry on to upload_raw_array; the value (a string: 'True',
+    # 'False', a codec name) is read when the leaves are encoded. Without one: the default codec.
+    compression: Any = user_meta.pop("compression", True)
     leaves: list[tuple[str, Any, dict[str, str]]] = []
 
     def collect(prefix: str, mapping: Mapping[str, Any]) -> None:
@@ -81,7 +70,6 @@ def dict2cloud(interface: "Interface", key: str, array_dict: Mapping[str, Any],
                 leaves.append((child, value, user_meta if isinstance(value, np.ndarray) else {}))
 
     collect(key, array_dict)
-    backend = interface.backend
 
     def upload(leaf: tuple[str, Any, dict[str, str]]) -> None:
         child, value, meta = leaf
@@ -93,49 +81,52 @@ def dict2cloud(interface: "Interface", key: str, array_dict: Mapping[str, Any],
     logger.info('uploaded %d arrays in "%s"', len(leaves), key)
 
 
-def load_stored_prefix(interface: "Interface", prefix: str, lazy: bool = False) -> Any:
+def load_stored_prefix(backend: StorageBackend, prefix: str, lazy: bool = False) -> Any:
     """The dask array or sparse matrix stored under ``prefix``, or ``None`` if it holds neither.
 
     Parameters
     ----------
-    interface : Interface
+    backend : StorageBackend
     prefix : str
     lazy : bool
         Return a dask array as it is instead of computing it.
+
+    Raises
+    ------
+    ArrayFormatError
+        ``prefix/metadata.json`` claims to be a manifest but is not a valid one.
     """
-    manifest_key = f"{prefix}/metadata.json"
+    key = manifest_key(prefix)
     try:
-        info = interface.backend.head(manifest_key)
+        info = backend.head(key)
     except ObjectNotFoundError:
         return None
-    if is_array_metadata(info.metadata) or info.size > (1 << 26):
+    if not may_be_manifest(info.size, info.metadata):
         return None
-    try:
-        manifest = json.loads(read_body(interface.backend, manifest_key))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if is_dask_manifest(manifest):
-        lazy_array = interface.download_dask_array(prefix)
+    body = read_body(backend, key)
+    manifest = classify(body, key)
+    if isinstance(manifest, DaskManifest):
+        lazy_array = dask_arrays.lazy_dask_array(backend, manifest, body)
         return lazy_array if lazy else lazy_array.compute()
-    if is_sparse_manifest(manifest):
-        return interface.download_sparse_array(prefix)
+    if isinstance(manifest, SparseManifest):
+        return sparse_arrays.load_sparse(backend, manifest)
     return None
 
 
-def _load_object(interface: "Interface", key: str) -> Any:
+def _load_object(backend: StorageBackend, key: str) -> Any:
     try:
-        return arrayio.download_raw(interface.backend, key, None)
+        return arrayio.download_raw(backend, key, None)
     except ArrayFormatError as exc:
         logger.warning("cloud2dict: %s is not a raw array (%s); its value is None", key, exc)
         return None
 
 
-def cloud2dict(interface: "Interface", key: str, keys: Any = None) -> dict:
+def cloud2dict(backend: StorageBackend, key: str, keys: Any = None) -> dict:
     """Load a directory of raw arrays as a nested dict.
 
     Parameters
     ----------
-    interface : Interface
+    backend : StorageBackend
     key : str
         Root prefix (as given to :func:`dict2cloud`).
     keys : str or list of str, optional
@@ -154,7 +145,6 @@ def cloud2dict(interface: "Interface", key: str, keys: Any = None) -> dict:
         Nothing is stored under ``key`` (0.4.0 printed a note and returned
         None), or a requested key does not exist.
     """
-    backend = interface.backend
     if keys is None:
         entries = listing.list_level(backend, key)
         if not entries:
@@ -176,12 +166,12 @@ def cloud2dict(interface: "Interface", key: str, keys: Any = None) -> dict:
     objects = [n for n, is_dir in names if not is_dir]
     if objects:
         with ThreadPoolExecutor(min(_THREADS, len(objects)), "cc-cloud2dict") as pool:
-            loaded = pool.map(lambda n: _load_object(interface, f"{key}/{n}" if key else n), objects)
+            loaded = pool.map(lambda n: _load_object(backend, f"{key}/{n}" if key else n), objects)
             result.update(zip(objects, loaded))
     for name, is_dir in names:
         if is_dir:
             full = f"{key}/{name}" if key else name
-            special = load_stored_prefix(interface, full)
-            result[name] = special if special is not None else cloud2dict(interface, full)
+            special = load_stored_prefix(backend, full)
+            result[name] = special if special is not None else cloud2dict(backend, full)
     logger.info('downloaded %d entries in "%s"', len(result), key)
     return {name: result[name] for name, _ in names}

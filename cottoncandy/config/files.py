@@ -1,7 +1,7 @@
 """Reading the files cottoncandy 0.4.0 users have: ``options.cfg`` and ``~/.passwd-s3fs``.
 
 Only reads, only when called. What the values mean and which source wins is
-:mod:`cottoncandy.config`'s job.
+:mod:`cottoncandy.config.settings`' job.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import os
 import stat
 import sys
 from pathlib import Path
+
+from typing_extensions import TypeGuard
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ PASSWD_S3FS = ".passwd-s3fs"
 _warned: set[tuple] = set()
 
 
-def is_set(value: object) -> bool:
+def is_set(value: object) -> TypeGuard[str]:
     """Tell whether a value from an argument, a variable or a file is set (a string, not a placeholder)."""
     return isinstance(value, str) and value.strip().lower() not in PLACEHOLDERS
 

@@ -7,12 +7,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import Any
 
-from .backends.base import StorageBackend
-from .errors import ArrayFormatError, InvalidKeyError
+from typing_extensions import override
+
+from ..backends.base import BodyStream, StorageBackend
+
+from ..errors import ArrayFormatError, InvalidKeyError
+from ..paths import join, normalize_key
 from .listing import iter_tree
-from .paths import join, normalize_key
 from .progress import ProgressArg, progress_callback
 
 
@@ -30,38 +33,40 @@ class CloudStream(io.RawIOBase):
         The object's user metadata (0.4.0's ``CloudStream.metadata``).
     """
 
-    def __init__(self, content: BinaryIO, metadata: dict[str, str]):
+    def __init__(self, content: BodyStream, metadata: dict[str, str]):
         super().__init__()
         self.content = content
         self.metadata = metadata
 
+    @override
     def readable(self) -> bool:
         return True
 
+    @override
     def readinto(self, buffer) -> int:
         return self.content.readinto(buffer)
 
+    @override
     def read(self, size: int | None = -1) -> bytes:
         return self.content.read() if size is None or size < 0 else self.content.read(size)
 
+    @override
     def seekable(self) -> bool:
         return self.content.seekable()
 
+    @override
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         return self.content.seek(offset, whence)
 
+    @override
     def tell(self) -> int:
         return self.content.tell()
 
+    @override
     def close(self) -> None:
         if not self.closed:
             self.content.close()
         super().close()
-
-
-def string_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
-    """User metadata as S3 stores it: string keys and values."""
-    return {str(k): str(v) for k, v in metadata.items()}
 
 
 def read_body(backend: StorageBackend, key: str) -> bytes:

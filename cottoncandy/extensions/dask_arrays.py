@@ -1,19 +1,18 @@
 """Chunked arrays: cottoncandy 0.4.0's dask layout, and lazy dask views of raw arrays.
 
 A dask array ``<name>`` is stored as raw-array parts ``<name>/pt0000``... and a
-manifest ``<name>/metadata.json`` (see :mod:`cottoncandy.manifests`).
+manifest ``<name>/metadata.json`` (see :mod:`cottoncandy.format.manifests`).
 
 Reading is lazy. The returned :class:`dask.array.Array` is built with
 :func:`dask.array.from_array` over a small *source* object whose
 ``__getitem__`` fetches only the parts (or, for uncompressed raw arrays, only
-the byte ranges) a slice touches (:mod:`cottoncandy.lazy_sources`). Sources hold
-a picklable backend handle, not an Interface, so the task graph runs on
-``dask.distributed`` workers, each of which rebuilds its client once.
+the byte ranges) a slice touches (:mod:`.lazy_sources`). Sources hold a
+picklable backend handle, so the task graph runs on ``dask.distributed``
+workers, each of which rebuilds its client once.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import re
@@ -23,27 +22,25 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from . import arrayio
-from .arrays import encode_array
-from .backends.base import StorageBackend
-from .codecs import DEFAULT_COMPRESSION
-from .errors import ArrayFormatError
+from ..backends.base import StorageBackend
+from ..errors import ArrayFormatError
+from ..format.arrays import encode_array
+from ..format.compression import DEFAULT_COMPRESSION
+from ..format.chunks import ChunkGrid
+from ..format.manifests import DaskManifest, dask_manifest_json, manifest_key, parse_dask_manifest, part_key
+from ..format.metadata import ArrayMeta
+from ..transfer import arrayio
+from ..transfer.objectio import read_body
+from ..transfer.progress import ProgressArg, progress_callback
 from .lazy_sources import BackendHandle, DaskPartsSource, RawRangeSource
-from .manifests import dask_manifest_json, parse_dask_manifest, part_key
-from .metadata import ArrayMeta
-from .objectio import read_body
-from .progress import ProgressArg, progress_callback
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.array
-
-    from .interface import Interface
 
 logger = logging.getLogger(__name__)
 
 #: Default bytes per part written by :func:`upload_dask_array` (0.4.0's ``dask_chunksize``).
 DEFAULT_BUFFERSIZE = 100 * 2**20
-MANIFEST_NAME = "metadata.json"
 _PART_NAME = re.compile(r"pt\d{4,}")
 _UPLOAD_THREADS = 4
 
@@ -62,12 +59,12 @@ def _token(*parts: Any) -> str:
     return tokenize(*parts)
 
 
-def download_dask_array(interface: "Interface", key: str, dask_name: str = "array") -> "dask.array.Array":
+def download_dask_array(backend: StorageBackend, key: str, dask_name: str = "array") -> "dask.array.Array":
     """Open the dask array stored under ``key`` lazily.
 
     Parameters
     ----------
-    interface : Interface
+    backend : StorageBackend
     key : str
         The array's prefix (``<key>/metadata.json`` is its manifest).
     dask_name : str
@@ -86,23 +83,37 @@ def download_dask_array(interface: "Interface", key: str, dask_name: str = "arra
     ArrayFormatError
         The manifest is invalid, or a part does not match it (when computed).
     """
+    mkey = manifest_key(key)
+    body = read_body(backend, mkey)
+    return lazy_dask_array(backend, parse_dask_manifest(body, mkey), body, dask_name)
+
+
+def lazy_dask_array(backend: StorageBackend, manifest: DaskManifest, body: bytes,
+                    dask_name: str = "array") -> "dask.array.Array":
+    """The lazy dask array of a parsed manifest (see :func:`download_dask_array`).
+
+    Parameters
+    ----------
+    backend : StorageBackend
+    manifest : DaskManifest
+    body : bytes
+        The manifest's body: the graph's key names are a token of it, so that
+        another stored version gets other names.
+    dask_name : str
+    """
     da = _dask_array()
-    backend = interface.backend
-    manifest_key = f"{key}/{MANIFEST_NAME}"
-    body = read_body(backend, manifest_key)
-    manifest = parse_dask_manifest(body, manifest_key)
     source = DaskPartsSource(BackendHandle(backend), manifest)
-    name = f"{dask_name}-{_token(repr(backend), manifest_key, body)}"
+    name = f"{dask_name}-{_token(repr(backend), manifest.key, body)}"
     return da.from_array(source, chunks=manifest.chunks, name=name, asarray=False, inline_array=True,
                          meta=np.empty((0,) * manifest.ndim, dtype=manifest.dtype))
 
 
-def open_dask_array(interface: "Interface", key: str, chunks: Any = "auto") -> "dask.array.Array":
+def open_dask_array(backend: StorageBackend, key: str, chunks: Any = "auto") -> "dask.array.Array":
     """Open an uncompressed raw array lazily; each chunk is read with ranged GETs.
 
     Parameters
     ----------
-    interface : Interface
+    backend : StorageBackend
     key : str
     chunks : str, int, tuple
         Any :func:`dask.array.from_array` chunk spec. ``'auto'`` chunks along
@@ -117,7 +128,6 @@ def open_dask_array(interface: "Interface", key: str, chunks: Any = "auto") -> "
         Missing or invalid array metadata, or a body of the wrong size.
     """
     da = _dask_array()
-    backend = interface.backend
     info = backend.head(key)
     meta = ArrayMeta.from_metadata(info.metadata or {}, key)
     if meta.compression is not None:
@@ -170,18 +180,6 @@ def _is_dask(arr: Any) -> bool:
     return type(arr).__module__.startswith("dask.") and hasattr(arr, "chunks") and hasattr(arr, "compute")
 
 
-def _chunk_slices(chunks: Sequence[Sequence[int]], index: Sequence[int]) -> tuple[slice, ...]:
-    out = []
-    for axis_chunks, i in zip(chunks, index):
-        start = sum(axis_chunks[:i])
-        out.append(slice(start, start + axis_chunks[i]))
-    return tuple(out)
-
-
-def _grid_indices(chunks: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
-    return list(itertools.product(*(range(len(c)) for c in chunks)))
-
-
 class _PartWriter:
     """Task function of an upload graph: store one block as part number ``ravel(block_id)``."""
 
@@ -191,21 +189,21 @@ class _PartWriter:
         self.grid = grid
         self.compression = compression
 
-    def __call__(self, block: np.ndarray, block_id: tuple[int, ...] | None = None) -> np.ndarray:
-        number = int(np.ravel_multi_index(tuple(block_id), self.grid))
+    def __call__(self, block: np.ndarray, block_id: tuple[int, ...] = ()) -> np.ndarray:
+        number = int(np.ravel_multi_index(block_id, self.grid))
         name = part_key(self.key, number)
         arrayio.upload_raw(self.handle.backend, name, block, self.compression, {}, None)
         logger.debug("uploaded %s: %s %s", name, block.shape, block.dtype)
         return np.full((1,) * block.ndim, block.nbytes, dtype=np.int64)
 
 
-def _write_numpy(backend: StorageBackend, key: str, arr: np.ndarray, chunks, progress: ProgressArg) -> None:
-    indices = _grid_indices(chunks)
+def _write_numpy(backend: StorageBackend, key: str, arr: np.ndarray, grid: ChunkGrid, progress: ProgressArg) -> None:
+    indices = list(grid.indices())
     with progress_callback(progress, arr.nbytes, f"upload {key}") as callback:
 
         def write(numbered: tuple[int, tuple[int, ...]]) -> None:
             number, index = numbered
-            block = arr[_chunk_slices(chunks, index)]
+            block = arr[grid.chunk_slices(index)]
             name = part_key(key, number)
             arrayio.upload_raw(backend, name, block, DEFAULT_COMPRESSION, {}, None)
             logger.debug("uploaded %s (%d/%d): %s", name, number + 1, len(indices), block.shape)
@@ -257,14 +255,14 @@ def _remove_stale_parts(backend: StorageBackend, key: str, keep: set[str]) -> No
         backend.delete(stale)
 
 
-def upload_dask_array(interface: "Interface", key: str, arr: Any, axis: int | None = -1,
+def upload_dask_array(backend: StorageBackend, key: str, arr: Any, axis: int | None = -1,
                       buffersize: int | None = None, progress: ProgressArg = None,
                       metadata: Mapping[str, str] | None = None) -> None:
     """Store a numpy or dask array in cottoncandy 0.4.0's chunked layout.
 
     Parameters
     ----------
-    interface : Interface
+    backend : StorageBackend
     key : str
         Prefix of the parts ``<key>/pt0000``... and of ``<key>/metadata.json``.
     arr : numpy.ndarray or dask.array.Array
@@ -293,17 +291,16 @@ def upload_dask_array(interface: "Interface", key: str, arr: Any, axis: int | No
     buffersize = DEFAULT_BUFFERSIZE if buffersize is None else int(buffersize)
     if buffersize <= 0:
         raise ValueError(f"buffersize must be positive, got {buffersize}")
-    backend = interface.backend
     if _is_dask(arr) and arr.ndim and not (isinstance(arr.size, int) and arr.size == 0):
         chunks = _write_dask(backend, key, arr, axis, buffersize, progress)
         shape, dtype = arr.shape, arr.dtype
     else:
         array = np.asarray(arr.compute() if _is_dask(arr) else arr)
         chunks = plan_chunks(array.shape, array.dtype, axis, buffersize)
-        _write_numpy(backend, key, array, chunks, progress)
+        _write_numpy(backend, key, array, ChunkGrid(chunks), progress)
         shape, dtype = array.shape, array.dtype
-    names = {index: part_key(key, n) for n, index in enumerate(_grid_indices(chunks))}
+    names = {index: part_key(key, n) for n, index in enumerate(ChunkGrid(chunks).indices())}
     body = dask_manifest_json(shape, dtype, chunks, names)
-    backend.write(f"{key}/{MANIFEST_NAME}", body, dict(metadata or {}))
+    backend.write(manifest_key(key), body, dict(metadata or {}))
     _remove_stale_parts(backend, key, set(names.values()))
     logger.info("stored %s %s as %d parts under %s/", shape, dtype, len(names), key)

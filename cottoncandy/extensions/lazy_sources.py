@@ -3,9 +3,9 @@
 :func:`dask.array.from_array` wraps these array-likes (``shape``, ``dtype``,
 ``__getitem__``). :class:`DaskPartsSource` loads the parts of a stored dask
 array that a slice overlaps; :class:`RawRangeSource` reads the byte ranges of
-an uncompressed raw array that a slice covers. Both hold a
-:class:`BackendHandle` rather than an Interface, so a task graph built on them
-pickles and runs on ``dask.distributed`` workers.
+an uncompressed raw array that a slice covers. Both hold a picklable
+:class:`BackendHandle`, so a task graph built on them runs on
+``dask.distributed`` workers.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import uuid
 from typing import Any, Sequence
 
 import numpy as np
+from typing_extensions import override
 
-from . import arrayio
-from .backends.base import StorageBackend
-from .errors import ArrayFormatError
-from .manifests import DaskManifest
-from .metadata import ArrayMeta
+from ..backends.base import StorageBackend
+from ..format.manifests import DaskManifest
+from ..format.metadata import ArrayMeta
+from ..transfer import arrayio
 
 #: Extra bytes a ranged read may fetch to save a request (see :class:`RawRangeSource`).
 MAX_OVERREAD = 1 << 20
@@ -54,9 +54,11 @@ class BackendHandle:
         self.backend = backend
         self.token = token or uuid.uuid4().hex
 
+    @override
     def __reduce__(self):
         return _restore_handle, (self.token, self.backend)
 
+    @override
     def __repr__(self) -> str:
         return f"BackendHandle({self.backend!r})"
 
@@ -180,27 +182,20 @@ class DaskPartsSource(_LazySource):
         self.shape = manifest.shape
         self.dtype = manifest.dtype
 
+    @override
     def __repr__(self) -> str:
         return f"DaskPartsSource({self.manifest.key!r}, shape={self.shape}, dtype={self.dtype})"
 
     def load_part(self, index: tuple[int, ...]) -> np.ndarray:
         """Download the part holding chunk ``index`` and check its shape."""
-        key = self.manifest.parts[index]
-        part = arrayio.download_raw(self.handle.backend, key, None)
-        expected = self.manifest.chunk_shape(index)
-        if part.shape != expected or part.dtype != self.dtype:
-            raise ArrayFormatError(
-                f"{key}: part is {part.shape} {part.dtype}, the manifest says {expected} {self.dtype}", key)
+        part = arrayio.download_raw(self.handle.backend, self.manifest.parts[index], None)
+        self.manifest.check_part(index, part.dtype, part.shape)
         return part
 
+    @override
     def _read_box(self, box: tuple[slice, ...]) -> np.ndarray:
         m = self.manifest
-        touched = []
-        for axis, sel in enumerate(box):
-            offsets = m.offsets(axis)
-            touched.append([i for i, n in enumerate(m.chunks[axis])
-                            if n and offsets[i] < sel.stop and offsets[i] + n > sel.start])
-        indices = list(itertools.product(*touched))
+        indices = m.chunks_touching(box)
         if len(indices) == 1 and m.chunk_slices(indices[0]) == box:
             return self.load_part(indices[0])
         out = np.empty(tuple(s.stop - s.start for s in box), dtype=self.dtype)
@@ -234,9 +229,11 @@ class RawRangeSource(_LazySource):
         self.shape = meta.shape
         self.dtype = meta.dtype
 
+    @override
     def __repr__(self) -> str:
         return f"RawRangeSource({self.key!r}, shape={self.shape}, dtype={self.dtype})"
 
+    @override
     def _read_box(self, box: tuple[slice, ...]) -> np.ndarray:
         if self.meta.order == "F":  # the body holds the transpose in C order
             return self._read_c_box(self.shape[::-1], box[::-1]).T
@@ -258,7 +255,7 @@ class RawRangeSource(_LazySource):
         for outer in itertools.product(*(range(s.start, s.stop) for s in box[:j])):
             start = inner_start + sum(i * st for i, st in zip(outer, strides[:j]))
             buffer = np.empty(span, dtype=np.uint8)
-            self.handle.backend.read_into(self.key, memoryview(buffer), start, etag=self.etag)
+            self.handle.backend.read_into(self.key, buffer.data, start, etag=self.etag)
             view = np.ndarray(tuple(lengths[j:]), dtype=self.dtype, buffer=buffer, strides=tuple(strides[j:]))
             out[tuple(i - s.start for i, s in zip(outer, box[:j]))] = view
         return out

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from .backends.base import ObjectInfo, StorageBackend
-from .errors import ObjectNotFoundError
-from .paths import glob_regex, has_magic, literal_prefix, normalize_key, normalize_prefix
+from ..backends.base import ObjectInfo, StorageBackend
+from ..errors import ObjectNotFoundError
+from ..paths import glob_regex, has_magic, literal_prefix, normalize_key, normalize_prefix
 
 _DELETE_BATCH = 1000
 

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import numpy.lib.format as npformat
 
-from .errors import UnsupportedArrayError
+from ..errors import UnsupportedArrayError
 
 
 def _header_dict(dtype: np.dtype, shape: Sequence[int], fortran_order: bool) -> dict:
@@ -36,7 +36,7 @@ def _write_v3(fp: io.BytesIO, header: dict) -> None:
             from numpy.lib import _format_impl
         except ImportError as exc:  # pragma: no cover - depends on numpy version
             raise UnsupportedArrayError("this numpy cannot write .npy format 3.0 headers") from exc
-        writer = _format_impl._write_array_header
+        writer = getattr(_format_impl, "_write_array_header")
     writer(fp, header, (3, 0))
 
 

@@ -41,7 +41,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .configfiles import TRUE_WORDS, is_set, read_config_file, read_passwd_s3fs
+from typing_extensions import override
+
+from .files import TRUE_WORDS, is_set, read_config_file, read_passwd_s3fs
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class Credentials:
     profile: str | None = None
     region: str | None = None
 
+    @override
     def __repr__(self) -> str:
         secret = None if self.secret_key is None else "***"
         return (
@@ -103,7 +106,7 @@ class S3Settings:
     client_config : botocore.config.Config, optional
         The user's own client configuration (0.4.0's ``config=`` argument),
         merged over cottoncandy's defaults; the fields above win where both
-        set the same thing (see :func:`cottoncandy.connect.make_backend`).
+        set the same thing (see :func:`cottoncandy.backends.connect.make_backend`).
     max_inflight : int
         Requests kept in flight at once by bulk metadata calls
         (:meth:`~cottoncandy.backends.base.StorageBackend.heads`).
@@ -161,7 +164,7 @@ class Connection:
 
 
 def _clean(value: object) -> str | None:
-    return value.strip() if is_set(value) else None  # type: ignore[union-attr]
+    return value.strip() if is_set(value) else None
 
 
 def _first(explicit: object, env_name: str, file_values: Mapping[str, str], file_key: str) -> str | None:

@@ -13,13 +13,16 @@ Part keys are full keys. cottoncandy 0.4.0 may leave trailing empty chunks
 its attribute arrays as raw arrays ``<name>/<attr>`` plus ``<name>/metadata.json``
 = ``{"type", "attrs", "shape"}``.
 
-This module knows only the JSON layout; it does no I/O and is shared by the
-Python API and the mount.
+This module knows only the JSON layout and what it means; it does no I/O and
+is shared by the Python API and the mount. Whether a prefix holds a dask
+array, a sparse matrix or neither is decided here (:func:`may_be_manifest`
+from the HEAD of ``<prefix>/metadata.json``, then :func:`classify` from its
+body). How a sparse matrix is put together from its attribute arrays is
+:mod:`.sparse`'s job.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import json
 import math
@@ -28,21 +31,18 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ArrayFormatError
-from .metadata import MAX_ARRAY_BYTES, MAX_NDIM, parse_dtype
+from ..errors import ArrayFormatError
+from .chunks import ChunkGrid
+from .metadata import MAX_ARRAY_BYTES, MAX_NDIM, is_array_metadata, parse_dtype
 
-__all__ = [
-    "DaskManifest",
-    "SparseManifest",
-    "SPARSE_ATTRS",
-    "parse_dask_manifest",
-    "parse_sparse_manifest",
-    "is_dask_manifest",
-    "is_sparse_manifest",
-    "dask_manifest_json",
-    "sparse_manifest_json",
-    "part_key",
-]
+__all__ = ["MANIFEST_NAME", "MAX_MANIFEST_BYTES", "SPARSE_ATTRS", "DaskManifest", "SparseManifest", "classify",
+           "may_be_manifest", "manifest_key", "part_key", "is_dask_manifest", "is_sparse_manifest",
+           "parse_dask_manifest", "parse_sparse_manifest", "dask_manifest_json", "sparse_manifest_json"]
+
+#: Name of the manifest object under the prefix of a dask array or sparse matrix.
+MANIFEST_NAME = "metadata.json"
+#: A ``metadata.json`` larger than this is not read as a manifest (real ones are a few KiB to MiB).
+MAX_MANIFEST_BYTES = 64 << 20
 
 #: Attribute arrays stored for each scipy.sparse format, in 0.4.0's order.
 SPARSE_ATTRS: dict[str, tuple[str, ...]] = {
@@ -54,14 +54,19 @@ SPARSE_ATTRS: dict[str, tuple[str, ...]] = {
 }
 
 
+def manifest_key(prefix: str) -> str:
+    """Key of the manifest of the array stored under ``prefix`` (``'a/b'`` or ``'a/b/'`` -> ``'a/b/metadata.json'``)."""
+    return f"{prefix.rstrip('/')}/{MANIFEST_NAME}" if prefix.strip("/") else MANIFEST_NAME
+
+
 def part_key(prefix: str, index: int) -> str:
     """Key of the ``index``-th part of the dask array stored under ``prefix`` (``<prefix>/pt0007``)."""
     return f"{prefix.rstrip('/')}/pt{index:04d}"
 
 
 @dataclass(frozen=True)
-class DaskManifest:
-    """A parsed dask ``metadata.json``.
+class DaskManifest(ChunkGrid):
+    """A parsed dask ``metadata.json``; its chunk arithmetic is :class:`~.chunks.ChunkGrid`'s.
 
     Attributes
     ----------
@@ -79,7 +84,6 @@ class DaskManifest:
     key: str
     shape: tuple[int, ...]
     dtype: np.dtype
-    chunks: tuple[tuple[int, ...], ...]
     parts: Mapping[tuple[int, ...], str]
 
     @property
@@ -92,43 +96,22 @@ class DaskManifest:
         """Size of the whole array's data in bytes."""
         return math.prod(self.shape) * self.dtype.itemsize
 
-    @property
-    def grid(self) -> tuple[int, ...]:
-        """Number of chunks along each axis."""
-        return tuple(len(c) for c in self.chunks)
-
-    def offsets(self, axis: int) -> tuple[int, ...]:
-        """Start of every chunk along ``axis``, plus the axis length at the end."""
-        return tuple(itertools.accumulate(self.chunks[axis], initial=0))
-
-    def chunk_offset(self, index: Sequence[int]) -> tuple[int, ...]:
-        """Element offset (start corner) of the chunk ``index`` in the whole array."""
-        return tuple(sum(self.chunks[ax][:i]) for ax, i in enumerate(index))
-
-    def chunk_shape(self, index: Sequence[int]) -> tuple[int, ...]:
-        """Shape of the chunk ``index``."""
-        return tuple(self.chunks[ax][i] for ax, i in enumerate(index))
-
-    def chunk_slices(self, index: Sequence[int]) -> tuple[slice, ...]:
-        """Slices selecting the chunk ``index`` in the whole array."""
-        start = self.chunk_offset(index)
-        return tuple(slice(s, s + n) for s, n in zip(start, self.chunk_shape(index)))
-
-    def chunk_along(self, axis: int, position: int) -> int:
-        """Index of the (non-empty) chunk holding element ``position`` along ``axis``."""
-        offsets = self.offsets(axis)
-        if not 0 <= position < offsets[-1]:
-            raise IndexError(f"position {position} outside axis {axis} of length {offsets[-1]}")
-        return bisect.bisect_right(offsets, position) - 1
-
     def iter_chunks(self) -> Iterator[tuple[tuple[int, ...], str]]:
         """Yield ``(chunk_index, part_key)`` in C order of the chunk grid."""
-        for index in itertools.product(*(range(n) for n in self.grid)):
+        for index in self.indices():
             yield index, self.parts[index]
 
     def nonempty_parts(self) -> dict[tuple[int, ...], str]:
         """Parts whose chunk holds at least one element."""
-        return {i: k for i, k in self.parts.items() if math.prod(self.chunk_shape(i)) > 0}
+        return {i: k for i, k in self.parts.items() if not self.is_empty(i)}
+
+    def check_part(self, index: tuple[int, ...], dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        """Raise ``ArrayFormatError`` (naming the part) unless a part of this dtype and shape fits chunk ``index``."""
+        expected = self.chunk_shape(index)
+        if dtype != self.dtype or tuple(shape) != expected:
+            key = self.parts[index]
+            raise ArrayFormatError(f"{key}: part is {np.dtype(dtype).str} {tuple(shape)}, manifest {self.key} says "
+                                   f"{self.dtype.str} {expected}", key)
 
 
 @dataclass(frozen=True)
@@ -161,6 +144,20 @@ class SparseManifest:
         """Full key of the attribute array ``attr``."""
         return f"{self.prefix}/{attr}" if self.prefix else attr
 
+    def part_keys(self) -> dict[str, str]:
+        """Attribute name -> key of its raw array, for the attributes a matrix of this type is made of.
+
+        Raises
+        ------
+        ArrayFormatError
+            The manifest's ``attrs`` lack one of them.
+        """
+        needed = SPARSE_ATTRS[self.type]
+        missing = [a for a in needed if a not in self.attrs]
+        if missing:
+            raise ArrayFormatError(f"{self.key}: a {self.type} matrix needs attrs {missing}", self.key)
+        return {attr: self.attr_key(attr) for attr in needed}
+
 
 # -- parsing ------------------------------------------------------------------
 
@@ -191,6 +188,53 @@ def _shape(value: Any, key: str | None) -> tuple[int, ...]:
     if len(shape) > MAX_NDIM:
         raise ArrayFormatError(f"{key}: shape has more than {MAX_NDIM} dimensions", key)
     return shape
+
+
+def may_be_manifest(size: int, metadata: Mapping[str, str] | None) -> bool:
+    """Tell from its HEAD whether a ``metadata.json`` object is worth reading as a manifest.
+
+    Not when it is larger than :data:`MAX_MANIFEST_BYTES` or carries raw-array
+    metadata (it is then an array that happens to have that name).
+    """
+    return size <= MAX_MANIFEST_BYTES and not is_array_metadata(metadata)
+
+
+def classify(data: bytes | str | Mapping[str, Any] | None, key: str | None = None) -> DaskManifest | SparseManifest | None:
+    """What a ``metadata.json`` body makes of its prefix: a dask array, a sparse matrix, or neither.
+
+    Parameters
+    ----------
+    data : bytes, str, dict or None
+        The body, or its already decoded JSON object.
+    key : str, optional
+        Key of the manifest, named in errors.
+
+    Returns
+    -------
+    DaskManifest, SparseManifest or None
+        ``None`` (a plain directory) when ``data`` is ``None``, not JSON, not a
+        JSON object, or has the fields of neither kind (dask: ``dask`` and
+        ``chunks``; sparse: ``type``, ``attrs`` and ``shape``).
+
+    Raises
+    ------
+    ArrayFormatError
+        The body has the fields of one kind but is not a valid manifest of it.
+    """
+    if data is None:
+        return None
+    if isinstance(data, Mapping):
+        obj: Any = data
+    else:
+        try:
+            obj = json.loads(data)
+        except ValueError:  # includes UnicodeDecodeError
+            return None
+    if is_dask_manifest(obj):
+        return parse_dask_manifest(obj, key)
+    if is_sparse_manifest(obj):
+        return parse_sparse_manifest(obj, key)
+    return None
 
 
 def is_dask_manifest(obj: Mapping[str, Any]) -> bool:
@@ -270,7 +314,7 @@ def parse_dask_manifest(data: bytes | str | Mapping[str, Any], key: str | None =
                 raise ArrayFormatError(
                     f"{key}: chunk_sizes {size!r} of chunk {list(index)} contradict chunks {list(expected)}", key
                 )
-    return DaskManifest(key=key or "", shape=shape, dtype=dtype, chunks=chunks, parts=parts)
+    return DaskManifest(chunks=chunks, key=key or "", shape=shape, dtype=dtype, parts=parts)
 
 
 def parse_sparse_manifest(data: bytes | str | Mapping[str, Any], key: str | None = None) -> SparseManifest:
@@ -328,19 +372,17 @@ def dask_manifest_json(
         the chunk grid), ``chunk_sizes`` and ``chunks``. The result parses back
         with :func:`parse_dask_manifest`.
     """
-    shape = [int(n) for n in shape]
-    chunks = [[int(n) for n in c] for c in chunks]
-    grid = [len(c) for c in chunks]
+    grid = ChunkGrid(tuple(tuple(int(n) for n in c) for c in chunks))
     entries, sizes = [], []
-    for index in itertools.product(*(range(g) for g in grid)):
-        entries.append([list(index), part_keys[tuple(index)]])
-        sizes.append([chunks[ax][i] for ax, i in enumerate(index)])
+    for index in grid.indices():
+        entries.append([list(index), part_keys[index]])
+        sizes.append(list(grid.chunk_shape(index)))
     body = {
-        "shape": shape,
+        "shape": [int(n) for n in shape],
         "dtype": np.dtype(dtype).str,
         "dask": entries,
         "chunk_sizes": sizes,
-        "chunks": chunks,
+        "chunks": [list(c) for c in grid.chunks],
     }
     data = json.dumps(body).encode()
     parse_dask_manifest(data, "<new manifest>")  # refuse to write what we could not read back
@@ -353,3 +395,4 @@ def sparse_manifest_json(kind: str, attrs: Sequence[str], shape: Sequence[int]) 
     data = json.dumps(body).encode()
     parse_sparse_manifest(data, "<new manifest>")
     return data
+

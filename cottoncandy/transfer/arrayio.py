@@ -4,7 +4,7 @@ Uncompressed raw arrays never pass through an intermediate buffer: uploads
 hand the array's own memory to the backend, downloads have the backend fill
 the destination array in place with parallel ranged GETs. Bodies that decode
 as a stream (gzip, zlib) are decoded straight into the destination range by
-range while the next ranges download (:mod:`cottoncandy.bodyranges`), so
+range while the next ranges download (:mod:`.bodyranges`), so
 download and decoding overlap and the whole compressed body is never held;
 other codecs read the whole body, then decode it into the array.
 """
@@ -17,12 +17,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .arrays import byte_view, decode_array_into, empty_for, encode_array
-from .backends.base import StorageBackend
+from ..backends.base import StorageBackend
+from ..errors import ArrayFormatError
+from ..format.arrays import byte_view, decode_array_into, empty_for, encode_array
+from ..format.codecs import get_codec
+from ..format.metadata import ARRAY_METADATA_KEYS, ArrayMeta
 from .bodyranges import iter_ranges
-from .codecs import get_codec
-from .errors import ArrayFormatError
-from .metadata import ARRAY_METADATA_KEYS, ArrayMeta
 from .progress import ProgressArg, progress_callback
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def upload_raw(backend: StorageBackend, key: str, array: Any, compression: str |
                metadata: Mapping[str, str], progress: ProgressArg) -> None:
     """Encode ``array`` and write it under ``key`` with its array metadata.
 
-    ``compression`` is read by :func:`cottoncandy.codecs.normalize_compression`
+    ``compression`` is read by :func:`cottoncandy.format.compression.normalize_compression`
     (``True``: the default codec; ``False``/``None``: raw bytes).
     """
     clash = ARRAY_METADATA_KEYS & {k.lower() for k in metadata}

@@ -14,8 +14,8 @@ import collections
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
 
-from .backends.base import StorageBackend
-from .errors import ArrayFormatError
+from ..backends.base import StorageBackend
+from ..errors import ArrayFormatError
 
 #: Bytes per ranged GET.
 PART_BYTES = 8 << 20

@@ -10,25 +10,19 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Literal, Mapping
 
 import numpy as np
 
-from .codecs import normalize_compression
-from .errors import ArrayFormatError, UnsupportedArrayError
+from ..errors import ArrayFormatError, UnsupportedArrayError
+from ..usermeta import normalize_metadata
+from .compression import UNCOMPRESSED, compression_of
 
 #: Largest array body we accept from metadata; beyond this the shape is nonsense.
 MAX_ARRAY_BYTES = 1 << 50
 MAX_NDIM = 64
 #: User metadata names that describe a raw array (reserved: user metadata may not use them).
 ARRAY_METADATA_KEYS = frozenset({"dtype", "shape", "compression", "order", "gzip"})
-
-
-def normalize_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    """Return user metadata with lower-cased keys and ``str`` values."""
-    if not metadata:
-        return {}
-    return {str(k).lower(): str(v) for k, v in metadata.items()}
 
 
 #: Keys every cottoncandy writer (0.4.0 and this one) stores beside ``dtype`` and ``shape``.
@@ -94,17 +88,6 @@ def parse_shape(text: str, key: str | None = None) -> tuple[int, ...]:
     return shape
 
 
-def _parse_compression(meta: Mapping[str, str], key: str | None) -> str | None:
-    if "gzip" in meta:  # legacy objects: the flag wins over 'compression'
-        flag = meta["gzip"].strip().lower()
-        if flag in ("true", "1"):
-            return "gzip"
-        if flag in ("false", "0", "none", ""):
-            return None
-        raise ArrayFormatError(f"{key}: invalid legacy gzip flag {meta['gzip']!r}", key)
-    return normalize_compression(meta.get("compression", "False"))
-
-
 @dataclass(frozen=True, slots=True)
 class ArrayMeta:
     """What the metadata of a raw array says.
@@ -123,7 +106,7 @@ class ArrayMeta:
     dtype: np.dtype
     shape: tuple[int, ...]
     compression: str | None = None
-    order: str = "C"
+    order: Literal["C", "F"] = "C"
 
     @property
     def nbytes(self) -> int:
@@ -151,13 +134,14 @@ class ArrayMeta:
             raise ArrayFormatError(f"{key}: not a cottoncandy array (no dtype/shape metadata)", key)
         dtype = parse_dtype(meta["dtype"], key)
         shape = parse_shape(shape_text, key)
-        order = meta.get("order", "C").strip().upper() or "C"
-        if order not in ("C", "F"):
+        order_text = meta.get("order", "C").strip().upper() or "C"
+        if order_text not in ("C", "F"):
             raise ArrayFormatError(f"{key}: invalid order {meta['order']!r} in metadata", key)
+        order: Literal["C", "F"] = "F" if order_text == "F" else "C"
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes > MAX_ARRAY_BYTES:
             raise ArrayFormatError(f"{key}: shape {shape} of {dtype} is too large ({nbytes} bytes)", key)
-        return cls(dtype=dtype, shape=shape, compression=_parse_compression(meta, key), order=order)
+        return cls(dtype=dtype, shape=shape, compression=compression_of(meta, key), order=order)
 
     @classmethod
     def for_array(cls, arr: np.ndarray, compression: str | None = None) -> "ArrayMeta":
@@ -171,6 +155,6 @@ class ArrayMeta:
         return {
             "dtype": self.dtype.str,
             "shape": ",".join(str(n) for n in self.shape),
-            "compression": self.compression if self.compression else "False",
+            "compression": self.compression if self.compression else UNCOMPRESSED,
             "order": self.order,
         }

@@ -63,7 +63,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .errors import ArrayFormatError
+from ..errors import ArrayFormatError
 
 log = logging.getLogger(__name__)
 
