@@ -68,6 +68,11 @@ def proxied_bucket(request):
     drop_bucket(server, bucket)
 
 
+#: For tests of the index file itself (damage, sharing, off, permissions): what they prove does
+#: not depend on the server, so they run on the fastest one.
+INDEX_FILE_ONLY = pytest.mark.parametrize("proxied_bucket", ["rclone"], indirect=True)
+
+
 def _object_heads(requests) -> list[str]:
     """Keys of the HEAD requests on objects (not on the bucket) among ``requests``."""
     return [r.path.split("/", 2)[2] for r in requests if r.method == "HEAD" and r.path.count("/") >= 2]
@@ -163,6 +168,7 @@ def test_deleted_after_listing_is_enoent_on_open(proxied_bucket, tmp_path):
             (mount.path / "gone.txt").read_bytes()
 
 
+@INDEX_FILE_ONLY
 def test_corrupt_index_file_is_rebuilt(proxied_bucket, tmp_path):
     server, bucket, proxy = proxied_bucket
     expected = _populate(server.client(), bucket)
@@ -179,6 +185,7 @@ def test_corrupt_index_file_is_rebuilt(proxied_bucket, tmp_path):
             assert db.execute("SELECT count(*) FROM objects").fetchone()[0] >= ARRAYS + PLAIN
 
 
+@INDEX_FILE_ONLY
 def test_two_mounts_share_one_index(proxied_bucket, tmp_path):
     server, bucket, proxy = proxied_bucket
     expected = _populate(server.client(), bucket)
@@ -201,6 +208,7 @@ def test_two_mounts_share_one_index(proxied_bucket, tmp_path):
         index.close()
 
 
+@INDEX_FILE_ONLY
 def test_metadata_cache_off_writes_nothing(proxied_bucket, tmp_path):
     server, bucket, proxy = proxied_bucket
     expected = _populate(server.client(), bucket)
@@ -213,6 +221,7 @@ def test_metadata_cache_off_writes_nothing(proxied_bucket, tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+@INDEX_FILE_ONLY
 def test_metadata_cache_directory_option_is_private(proxied_bucket, tmp_path):
     server, bucket, proxy = proxied_bucket
     _populate(server.client(), bucket)
