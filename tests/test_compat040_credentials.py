@@ -16,7 +16,7 @@ from botocore.config import Config
 
 import cottoncandy as cc
 from cottoncandy.errors import BucketNotFoundError, CottonCandyError, CredentialsRefusedError
-from tests.conftest import drop_bucket, new_bucket
+from tests.conftest import drop_bucket
 from tests.faultproxy import FaultProxy
 from tests.home040 import PLACES, make_home
 from tests.mountutil import mounted
@@ -31,26 +31,25 @@ def home(tmp_path):
     return make_home(tmp_path / "home040")
 
 
-def filled_bucket(server):
-    """A new bucket holding one raw array, written by the harness's own client."""
-    name = new_bucket(server)
-    server.client().put_object(Bucket=name, Key="project/sub01.grp/image_data", Body=ARRAY.tobytes(),
-                               Metadata={"dtype": "<f8", "shape": "4,6", "compression": "False", "order": "C"})
-    return name
+@pytest.fixture
+def fill(buckets):
+    """``fill(server)``: a new bucket holding one raw array, written by the harness's own client."""
+    def make(server) -> str:
+        name = buckets(server)
+        server.client().put_object(Bucket=name, Key="project/sub01.grp/image_data", Body=ARRAY.tobytes(),
+                                   Metadata={"dtype": "<f8", "shape": "4,6", "compression": "False", "order": "C"})
+        return name
+    return make
 
 
 @pytest.fixture
-def bucket(s3_server):
-    name = filled_bucket(s3_server)
-    yield name
-    drop_bucket(s3_server, name)
+def bucket(s3_server, fill):
+    return fill(s3_server)
 
 
 @pytest.fixture
-def rclone_bucket(rclone_server):
-    name = filled_bucket(rclone_server)
-    yield name
-    drop_bucket(rclone_server, name)
+def rclone_bucket(rclone_server, fill):
+    return fill(rclone_server)
 
 
 def keys_of(server) -> tuple[str, str]:
@@ -96,19 +95,16 @@ def test_each_place_of_keys_works_through_a_mount(s3_server, bucket, home, tmp_p
         np.testing.assert_array_equal(np.load(mount / "project/sub01.grp/image_data.npy"), ARRAY)
 
 
-def test_group_readable_passwd_file_mounts_with_a_warning(rclone_server, tmp_path, home):
-    bucket = new_bucket(rclone_server)
-    try:
-        home.write_passwd(f"{rclone_server.access_key}:{rclone_server.secret_key}\n", mode=0o640)
-        home.environ["CC_ENDPOINT_URL"] = rclone_server.endpoint_url
-        mountpoint = tmp_path / "mnt"
-        mountpoint.mkdir()
-        with mounted(bucket, mountpoint, env=home.mount_environ()) as mount:
-            assert list(mount.path.iterdir()) == []
-            assert ".passwd-s3fs is accessible to other users" in mount.log()
-            assert rclone_server.secret_key not in mount.log()
-    finally:
-        drop_bucket(rclone_server, bucket)
+def test_group_readable_passwd_file_mounts_with_a_warning(rclone_server, buckets, tmp_path, home):
+    bucket = buckets(rclone_server)
+    home.write_passwd(f"{rclone_server.access_key}:{rclone_server.secret_key}\n", mode=0o640)
+    home.environ["CC_ENDPOINT_URL"] = rclone_server.endpoint_url
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    with mounted(bucket, mountpoint, env=home.mount_environ()) as mount:
+        assert list(mount.path.iterdir()) == []
+        assert ".passwd-s3fs is accessible to other users" in mount.log()
+        assert rclone_server.secret_key not in mount.log()
 
 
 # -- precedence: each rule has a test that fails if it is broken (rclone checks keys) --------

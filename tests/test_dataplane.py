@@ -24,7 +24,7 @@ from cottoncandy.backends.s3reader import obstore_can_address
 from cottoncandy.backends.s3store import store_options
 from cottoncandy.config import Credentials, S3Settings
 from cottoncandy.errors import AccessDeniedError, BucketNotFoundError, ObjectNotFoundError, StorageError
-from tests.conftest import drop_bucket, make_s3_backend, new_bucket
+from tests.conftest import make_s3_backend
 from tests.faultproxy import FaultProxy
 from tests.mountutil import mount_env
 
@@ -50,17 +50,13 @@ def obstore_calls(monkeypatch) -> list[str]:
 
 
 @pytest.fixture
-def rclone_bucket(rclone_server):
-    name = new_bucket(rclone_server)
-    yield name
-    drop_bucket(rclone_server, name)
+def rclone_bucket(rclone_server, buckets):
+    return buckets(rclone_server)
 
 
 @pytest.fixture
-def moto_bucket(moto_server):
-    name = new_bucket(moto_server)
-    yield name
-    drop_bucket(moto_server, name)
+def moto_bucket(moto_server, buckets):
+    return buckets(moto_server)
 
 
 def raw_head(client, bucket: str, key: str) -> dict | None:
